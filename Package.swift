@@ -1,0 +1,65 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Microgrid Edge: an on-site energy manager for buildings that use parked V2X vehicles
+// as their battery. The folder layout follows ARCHITECTURE: a pure core (SiteModel,
+// Control) with adapters around it (SiteFiles, Simulation, Appliance) and one executable.
+let package = Package(
+  name: "microgrid-edge",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "microgrid-edge", targets: ["microgrid-edge"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+  ],
+  targets: [
+    // Value types only: units by name, ids, the site description, snapshots, decisions.
+    .target(name: "SiteModel"),
+    // The controller: a pure function of (snapshot, memory). No clock, no I/O.
+    .target(name: "Control", dependencies: ["SiteModel"]),
+    // Reading the files people write (site configuration, scenarios) with errors that
+    // name file, line and key.
+    .target(
+      name: "SiteFiles",
+      dependencies: ["SiteModel", .product(name: "Yams", package: "Yams")]
+    ),
+    // Plant model, scenario reader, trace/report/chart writers: runs Control faster than
+    // real time.
+    .target(name: "Simulation", dependencies: ["SiteModel", "Control", "SiteFiles"]),
+    // Wiring for the daemon: configuration, the control loop service, the site I/O.
+    .target(
+      name: "Appliance",
+      dependencies: [
+        "SiteModel", "Control", "SiteFiles", "Simulation",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
+    .executableTarget(
+      name: "microgrid-edge",
+      dependencies: [
+        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
+    .testTarget(name: "SiteModelTests", dependencies: ["SiteModel"]),
+    .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control"]),
+    .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),
+    .testTarget(
+      name: "ApplianceTests",
+      dependencies: [
+        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+      ]
+    ),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,125 @@
+import Control
+import Logging
+import ServiceLifecycle
+import SiteModel
+
+/// The 1 Hz control loop as a service: read a snapshot, decide, act, log. It stops at the
+/// end of a step on graceful shutdown (SIGTERM), so a setpoint is never left half-applied.
+public actor ControlLoopService: Service {
+  public struct Configuration: Sendable {
+    /// Control period in simulated (site) seconds.
+    public var periodSeconds: Double = 1
+    /// Site seconds per real second; 1 is real time.
+    public var speed: Double = 1
+    /// Stop after this many site seconds (nil: run until told to stop).
+    public var stopAfterSeconds: Double?
+    /// A status line this often, site seconds.
+    public var statusEverySeconds: Double = 900
+    public init() {}
+  }
+
+  private let configuration: Configuration
+  private let io: any SiteIO
+  private var controller: Controller
+  private let logger: Logger
+  /// Steps run so far (for tests and the final log line).
+  public private(set) var steps = 0
+  public private(set) var lastDecisions: Decisions?
+  private var lastSnapshot: Snapshot?
+  private var lastStatus: Double?
+
+  public init(controller: Controller, io: any SiteIO, configuration: Configuration, logger: Logger) {
+    self.controller = controller
+    self.io = io
+    self.configuration = configuration
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    let clock = ContinuousClock()
+    let realPeriod = Duration.seconds(configuration.periodSeconds / configuration.speed)
+    var deadline = clock.now
+    var siteSeconds = 0.0
+    logger.info(
+      "control loop started",
+      metadata: [
+        "period_s": "\(configuration.periodSeconds)", "speed": "\(configuration.speed)",
+        "chargers": "\(controller.site.chargers.count)",
+      ])
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      if let stop = configuration.stopAfterSeconds, siteSeconds >= stop { break }
+      try await step()
+      siteSeconds += configuration.periodSeconds
+      deadline = deadline.advanced(by: realPeriod)
+      if deadline > clock.now {
+        // Graceful shutdown does not cancel the sleep; at most one period passes before
+        // the loop sees it.
+        try? await Task.sleep(until: deadline, clock: clock)
+      } else {
+        deadline = clock.now  // fell behind (a slow step): do not try to catch up in a burst
+      }
+    }
+    logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
+  }
+
+  /// One control step.
+  public func step() async throws {
+    let snapshot = try await io.snapshot(periodSeconds: configuration.periodSeconds)
+    let decisions = controller.step(snapshot)
+    let applied = try await io.apply(decisions, periodSeconds: configuration.periodSeconds)
+    steps += 1
+    logChanges(snapshot, decisions, applied)
+    lastSnapshot = snapshot
+    lastDecisions = decisions
+  }
+
+  private func logChanges(_ s: Snapshot, _ d: Decisions, _ applied: AppliedStep) {
+    let when: Logger.Metadata = ["site_time": "\(s.localTime.date) \(clockText(s.localTime))"]
+    if let previous = lastDecisions, previous.mode != d.mode {
+      logger.notice(
+        "mode \(previous.mode.rawValue) → \(d.mode.rawValue)",
+        metadata: when.merging(["utility": "\(s.utilityAvailable ? "available" : "lost")", "switch": "\(s.transferSwitch.rawValue)"]) { a, _ in a })
+    }
+    if d.transferSwitch != .hold && lastDecisions?.transferSwitch != d.transferSwitch {
+      logger.notice("transfer switch command \(d.transferSwitch.rawValue)", metadata: when)
+    }
+    if let previous = lastDecisions, previous.shedNonCriticalLoads != d.shedNonCriticalLoads {
+      logger.notice(d.shedNonCriticalLoads ? "shedding non-critical loads" : "restoring non-critical loads", metadata: when)
+    }
+    for note in d.safetyInterventions {
+      logger.warning("safety filter: \(note)", metadata: when)
+    }
+    if let before = lastSnapshot {
+      for (i, (old, new)) in zip(before.chargers, s.chargers).enumerated() where old.vehicle?.vehicleID != new.vehicle?.vehicleID {
+        let charger = controller.site.chargers[i].id
+        if let v = old.vehicle { logger.info("\(v.vehicleID) left \(charger)", metadata: when.merging(["energy_kwh": "\(rounded(v.energyKWh))", "need_kwh": "\(rounded(v.departureNeedKWh))"]) { a, _ in a }) }
+        if let v = new.vehicle { logger.info("\(v.vehicleID) plugged into \(charger)", metadata: when.merging(["energy_kwh": "\(rounded(v.energyKWh))", "need_kwh": "\(rounded(v.departureNeedKWh))"]) { a, _ in a }) }
+      }
+      for e in s.events where !before.events.contains(e) {
+        logger.notice("demand-response event \(e.id) announced", metadata: when)
+      }
+    }
+    if lastStatus.map({ s.time - $0 >= configuration.statusEverySeconds }) ?? true {
+      lastStatus = s.time
+      let setpoints = zip(controller.site.chargers, d.setpointsKW).filter { $0.1 != 0 }.map { "\($0.0.id)=\(rounded($0.1))" }
+      logger.info(
+        "status",
+        metadata: when.merging([
+          "mode": "\(d.mode.rawValue)", "building_kw": "\(rounded(s.buildingDemandKW))",
+          "grid_kw": "\(rounded(applied.gridKW))", "target_kw": "\(rounded(d.demandTargetKW))",
+          "month_peak_kw": "\(rounded(s.meter.monthPeakKW))", "setpoints_kw": "\(setpoints.joined(separator: " "))",
+        ]) { a, _ in a })
+    }
+    logger.debug(
+      "step", metadata: ["mode": "\(d.mode.rawValue)", "setpoints_kw": "\(d.setpointsKW.map(rounded))"])
+  }
+
+  private func rounded(_ v: Double) -> Double { (v * 10).rounded() / 10 }
+
+  private func clockText(_ t: LocalTime) -> String {
+    let m = t.minuteOfDay
+    let s = Int(t.seconds) % 60
+    func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    return "\(two(m / 60)):\(two(m % 60)):\(two((s + 60) % 60))"
+  }
+}

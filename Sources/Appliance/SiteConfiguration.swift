@@ -1,0 +1,171 @@
+import Control
+import Foundation
+import SiteFiles
+import SiteModel
+import Simulation
+
+/// The site configuration the daemon runs from: the site description, the controller's
+/// settings, where its inputs and outputs are, and logging. See docs/configuration.md.
+public struct SiteConfiguration: Sendable {
+  public var site: SiteDescription
+  public var control: ControlSettings
+  public var plant: PlantSection
+  public var logging: LoggingSection
+  /// The file it came from.
+  public var source: String
+
+  /// Where the appliance's measurements come from and its commands go.
+  public struct PlantSection: Codable, Sendable, Hashable {
+    public enum Kind: String, Codable, Sendable { case simulated }
+    public var kind: Kind
+    /// For `simulated`: a v2x-scenario/1 directory (relative to the configuration file)
+    /// whose load, sessions, events and outages the simulated building follows.
+    public var scenario: String?
+    /// For `simulated`: where in the scenario the run starts, minutes.
+    public var startMinute: Int?
+    /// Simulated seconds per real second (1: real time).
+    public var speed: Double?
+
+    public init(kind: Kind, scenario: String? = nil, startMinute: Int? = nil, speed: Double? = nil) {
+      self.kind = kind
+      self.scenario = scenario
+      self.startMinute = startMinute
+      self.speed = speed
+    }
+
+    enum CodingKeys: String, CodingKey {
+      case kind, scenario, speed
+      case startMinute = "start_minute"
+    }
+  }
+
+  public struct LoggingSection: Codable, Sendable, Hashable {
+    /// trace, debug, info, notice, warning, error or critical.
+    public var level: String?
+    /// A status line this often, in simulated seconds.
+    public var statusEverySeconds: Double?
+
+    public init(level: String? = nil, statusEverySeconds: Double? = nil) {
+      self.level = level
+      self.statusEverySeconds = statusEverySeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+      case level
+      case statusEverySeconds = "status_every_seconds"
+    }
+  }
+}
+
+/// The file's layout, for decoding and for spotting unknown keys.
+struct ConfigurationFileImage: Codable {
+  var site: SiteLimitsSection
+  var demandIntervalMinutes: Int?
+  var tariff: Tariff
+  var chargers: [ChargerSpec]
+  var vehicles: [VehicleSpec]
+  var control: ControlSettings?
+  var plant: SiteConfiguration.PlantSection
+  var logging: SiteConfiguration.LoggingSection?
+
+  enum CodingKeys: String, CodingKey {
+    case site, tariff, chargers, vehicles, control, plant, logging
+    case demandIntervalMinutes = "demand_interval_minutes"
+  }
+}
+
+/// Loads and checks a site configuration file.
+public enum SiteConfigurationFile {
+  /// Environment variables starting with this override keys: `MGE_SITE__IMPORT_LIMIT_KW=900`.
+  public static let environmentPrefix = "MGE_"
+
+  public struct Loaded: Sendable {
+    public var configuration: SiteConfiguration
+    /// Problems that do not stop the appliance (unknown keys), for check-config.
+    public var warnings: [InputError]
+    /// Variables that overrode keys, for the log.
+    public var overrides: [String: String]
+  }
+
+  public static func load(path: String, environment: [String: String]) throws(InputError) -> Loaded {
+    let document = try StructuredDocument.load(path: path, format: .yaml)
+      .applyingEnvironment(environment, prefix: environmentPrefix)
+    let image = try document.decode(ConfigurationFileImage.self)
+    let interval = image.demandIntervalMinutes ?? 15
+    guard interval > 0, 1440 % interval == 0 else {
+      throw document.error(at: ["demand_interval_minutes"], "must divide a day, e.g. 15")
+    }
+    let site = try document.siteDescription(name: "site", demandIntervalSeconds: Double(interval) * 60)
+    let control = image.control ?? ControlSettings()
+    if let problem = control.problems.first {
+      throw document.error(at: ["control", problem.key], problem.message)
+    }
+    let logging = image.logging ?? SiteConfiguration.LoggingSection()
+    if let level = logging.level, !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) {
+      throw document.error(at: ["logging", "level"], "'\(level)' is not one of trace, debug, info, notice, warning, error, critical")
+    }
+    if let every = logging.statusEverySeconds, !(every > 0) {
+      throw document.error(at: ["logging", "status_every_seconds"], "must be above 0")
+    }
+    var plant = image.plant
+    switch plant.kind {
+    case .simulated:
+      guard let scenario = plant.scenario else {
+        throw document.error(at: ["plant", "scenario"], "missing: a simulated plant follows a scenario directory")
+      }
+      // Relative to the configuration file, so a checkout can be run from anywhere.
+      if !scenario.hasPrefix("/") {
+        let base = (path as NSString).deletingLastPathComponent
+        plant.scenario = ((base.isEmpty ? "." : base) as NSString).appendingPathComponent(scenario)
+      }
+      if let speed = plant.speed, !(speed > 0) {
+        throw document.error(at: ["plant", "speed"], "must be above 0 (1 is real time)")
+      }
+      if let start = plant.startMinute, start < 0 {
+        throw document.error(at: ["plant", "start_minute"], "must be 0 or more")
+      }
+    }
+    let configuration = SiteConfiguration(
+      site: site, control: control, plant: plant, logging: logging, source: path)
+    return Loaded(
+      configuration: configuration, warnings: document.unknownKeys(comparedWith: image),
+      overrides: document.overrides)
+  }
+}
+
+extension SiteConfiguration {
+  /// The scenario a simulated plant follows, checked against this site: every charger and
+  /// vehicle it names must be configured, with the same ratings.
+  public func simulatedScenario() throws(InputError) -> Scenario {
+    guard let directory = plant.scenario else {
+      throw InputError(source: source, field: "plant.scenario", message: "missing")
+    }
+    var scenario = try Scenario.load(directory: directory)
+    for c in scenario.site.chargers where !site.chargers.contains(c) {
+      throw InputError(
+        source: source, field: "chargers",
+        message: "the scenario's charger \(c.id) (\(directory)) is not configured here with the same ratings")
+    }
+    for v in scenario.site.vehicles where !site.vehicles.contains(v) {
+      throw InputError(
+        source: source, field: "vehicles",
+        message: "the scenario's vehicle \(v.id) (\(directory)) is not configured here with the same battery and reserve")
+    }
+    if let start = plant.startMinute, start >= scenario.durationMinutes {
+      throw InputError(
+        source: source, field: "plant.start_minute",
+        message: "\(start) is past the scenario's end (\(scenario.durationMinutes) minutes)")
+    }
+    // The configuration is the one source of truth for the site; the scenario supplies
+    // only what happens there. Re-index its sessions onto the configured chargers.
+    let remapped = scenario.sessions.map { s -> Session in
+      var s = s
+      s.charger = site.chargerIndex(id: scenario.site.chargers[s.charger].id)!
+      s.vehicle = site.vehicleIndex(id: scenario.site.vehicles[s.vehicle].id)!
+      return s
+    }
+    scenario.sessions = remapped
+    scenario.site = site
+    return scenario
+  }
+}

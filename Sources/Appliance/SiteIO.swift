@@ -1,0 +1,40 @@
+import SiteModel
+import Simulation
+
+/// The appliance's view of its site: read a snapshot, carry out decisions. The control loop
+/// does not know whether a simulator, GPIO pins, a broker or OCPP chargers are behind it;
+/// later drivers (MQTT meters, GPIO transfer switch, OCPP chargers) implement this too.
+public protocol SiteIO: Sendable {
+  /// What the site looks like now. `periodSeconds` is how long the coming decisions hold.
+  func snapshot(periodSeconds: Double) async throws -> Snapshot
+  /// Carries out the decisions for `periodSeconds`.
+  func apply(_ decisions: Decisions, periodSeconds: Double) async throws -> AppliedStep
+}
+
+/// What happened when decisions were carried out, for logs and records.
+public struct AppliedStep: Sendable {
+  public var gridKW: Double
+  public var servedKW: Double
+  public var chargerKW: [Double]
+}
+
+/// A building, its chargers, vehicles, utility and transfer switch, simulated by the same
+/// plant model as `microgrid-edge simulate`, following a scenario from a start minute.
+public actor SimulatedSiteIO: SiteIO {
+  private var plant: SitePlant
+
+  public init(scenario: Scenario, startMinute: Int) {
+    plant = SitePlant(scenario: scenario, startMinute: startMinute)
+  }
+
+  public func snapshot(periodSeconds: Double) -> Snapshot { plant.snapshot(periodSeconds: periodSeconds) }
+
+  public func apply(_ decisions: Decisions, periodSeconds: Double) -> AppliedStep {
+    let flows = plant.advance(decisions, seconds: periodSeconds)
+    return AppliedStep(gridKW: flows.gridKW, servedKW: flows.servedKW, chargerKW: flows.chargerKW)
+  }
+
+  /// Safety breaches the simulated plant saw (should stay empty).
+  public var violations: [String] { plant.violations }
+  public var finished: Bool { plant.finished }
+}

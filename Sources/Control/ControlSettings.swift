@@ -1,0 +1,69 @@
+/// How the controller behaves, with defaults a site can leave alone. Every value here can
+/// be set in the site configuration's `control:` section.
+public struct ControlSettings: Sendable, Hashable, Codable {
+  /// IEEE 1547-2018 enter-service delay: the utility must have been available and in range
+  /// this long before the site reconnects or exports. 300 s is the standard's default.
+  public var enterServiceDelaySeconds: Double = 300
+  /// Plan to have each vehicle's departure need in the battery this long before it leaves.
+  public var departureMarginSeconds: Double = 1800
+  /// Plan recharging at this share of a charger's rated power, leaving room for tapering
+  /// and for meter error.
+  public var plannedChargeRateFraction: Double = 0.9
+  /// In an outage, assume the utility stays away at least this much longer when deciding
+  /// how deep a vehicle may discharge for critical load and still meet its departure.
+  public var outageAssumedRemainingSeconds: Double = 4 * 3600
+  /// The month's demand target starts at this share of the highest interval of building
+  /// load seen over the past week, and never falls below the month's peak so far.
+  public var initialTargetFraction: Double = 0.85
+  /// Before an announced demand-response event, vehicles that will still be plugged in
+  /// when it starts are charged to hold this many hours of their charger's discharge power
+  /// above their departure need.
+  public var eventPrechargeHours: Double = 3
+
+  public init() {}
+
+  enum CodingKeys: String, CodingKey {
+    case enterServiceDelaySeconds = "enter_service_delay_seconds"
+    case departureMarginSeconds = "departure_margin_seconds"
+    case plannedChargeRateFraction = "planned_charge_rate_fraction"
+    case outageAssumedRemainingSeconds = "outage_assumed_remaining_seconds"
+    case initialTargetFraction = "initial_target_fraction"
+    case eventPrechargeHours = "event_precharge_hours"
+  }
+
+  /// Every key is optional in a file: what is left out keeps its default.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let d = ControlSettings()
+    func value(_ key: CodingKeys, _ fallback: Double) throws -> Double {
+      try c.decodeIfPresent(Double.self, forKey: key) ?? fallback
+    }
+    enterServiceDelaySeconds = try value(.enterServiceDelaySeconds, d.enterServiceDelaySeconds)
+    departureMarginSeconds = try value(.departureMarginSeconds, d.departureMarginSeconds)
+    plannedChargeRateFraction = try value(.plannedChargeRateFraction, d.plannedChargeRateFraction)
+    outageAssumedRemainingSeconds = try value(
+      .outageAssumedRemainingSeconds, d.outageAssumedRemainingSeconds)
+    initialTargetFraction = try value(.initialTargetFraction, d.initialTargetFraction)
+    eventPrechargeHours = try value(.eventPrechargeHours, d.eventPrechargeHours)
+  }
+
+  /// Range checks a decoder cannot express, as (key, problem) pairs.
+  public var problems: [(key: String, message: String)] {
+    var p: [(String, String)] = []
+    if !(enterServiceDelaySeconds >= 0) {
+      p.append(("enter_service_delay_seconds", "must be 0 or more (IEEE 1547 default: 300)"))
+    }
+    if !(departureMarginSeconds >= 0) { p.append(("departure_margin_seconds", "must be 0 or more")) }
+    if !(plannedChargeRateFraction > 0 && plannedChargeRateFraction <= 1) {
+      p.append(("planned_charge_rate_fraction", "must be above 0 and at most 1"))
+    }
+    if !(outageAssumedRemainingSeconds >= 0) {
+      p.append(("outage_assumed_remaining_seconds", "must be 0 or more"))
+    }
+    if !(initialTargetFraction >= 0 && initialTargetFraction <= 2) {
+      p.append(("initial_target_fraction", "must be between 0 and 2"))
+    }
+    if !(eventPrechargeHours >= 0) { p.append(("event_precharge_hours", "must be 0 or more")) }
+    return p
+  }
+}

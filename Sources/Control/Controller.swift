@@ -1,0 +1,224 @@
+import SiteModel
+
+/// Anything that turns a snapshot into decisions: the controller, and the reference
+/// policies the simulator compares it with.
+public protocol SitePolicy: Sendable {
+  mutating func step(_ snapshot: Snapshot) -> Decisions
+}
+
+/// The site controller: grid state, peak shaving, demand response, outage ride-through
+/// and departure-aware dispatch, followed by the separate safety filter.
+///
+/// It is a pure function of the snapshot and its own memory (this struct): no clock, no
+/// I/O, no randomness. The daemon and the simulator run the very same value.
+public struct Controller: SitePolicy {
+  public let site: SiteDescription
+  public let settings: ControlSettings
+  public private(set) var grid = GridStateMachine()
+  public private(set) var safetyMemory = SafetyFilter.Memory()
+  public private(set) var loadHistory: LoadHistory
+  private let safety: SafetyFilter
+  private let planMargins: VehicleEnvelope.Margins
+
+  public init(site: SiteDescription, settings: ControlSettings = ControlSettings()) {
+    self.site = site
+    self.settings = settings
+    self.loadHistory = LoadHistory(intervalSeconds: site.demandIntervalSeconds)
+    self.safety = SafetyFilter(
+      site: site, enterServiceDelaySeconds: settings.enterServiceDelaySeconds,
+      outageAssumedRemainingSeconds: settings.outageAssumedRemainingSeconds)
+    self.planMargins = VehicleEnvelope.Margins(
+      departureMarginSeconds: settings.departureMarginSeconds,
+      chargeRateFraction: settings.plannedChargeRateFraction)
+  }
+
+  public mutating func step(_ s: Snapshot) -> Decisions {
+    loadHistory.record(time: s.time, demandKW: max(0, s.buildingDemandKW), periodSeconds: s.periodSeconds)
+
+    // Only worked out when the utility is gone or the building is not yet back on it.
+    let island =
+      s.utilityAvailable && grid.state == .connected
+      ? IslandPlan(formingCharger: nil, setpointsKW: []) : islandPlan(s)
+    let gridOut = grid.step(
+      s, canIsland: island.formingCharger != nil,
+      enterServiceDelay: settings.enterServiceDelaySeconds)
+
+    var d: Decisions
+    switch grid.state {
+    case .connected:
+      d = s.inputsFresh ? dispatchOnGrid(s) : safeState(s)
+    case .islanded, .reconnecting:
+      d = Decisions(setpointsKW: island.setpointsKW, gridFormingCharger: island.formingCharger)
+    case .blackout:
+      d = Decisions.idle(chargers: site.chargers.count)
+    }
+    d.transferSwitch = gridOut.transferSwitch
+    d.shedNonCriticalLoads = gridOut.shed
+    if gridOut.mode != .gridConnected || d.mode == .gridConnected {
+      d.mode = gridOut.mode
+    }
+    return safety.filter(d, s, memory: &safetyMemory)
+  }
+
+  // MARK: - Safe state
+
+  /// Stale inputs: no discharge, only the charging that departures require.
+  private func safeState(_ s: Snapshot) -> Decisions {
+    var setpoints = Array(repeating: 0.0, count: site.chargers.count)
+    for (i, env) in envelopes(s, floor: { $0.reserveFloorKWh }) {
+      setpoints[i] = env.mustChargeKW
+    }
+    return Decisions(setpointsKW: setpoints, mode: .safe)
+  }
+
+  // MARK: - On the grid
+
+  /// Envelopes of every online charger with a vehicle, with the planner's margins.
+  private func envelopes(
+    _ s: Snapshot, floor: (PluggedVehicle) -> Double, noChargeUntil: Double? = nil
+  ) -> [(Int, VehicleEnvelope)] {
+    var result: [(Int, VehicleEnvelope)] = []
+    result.reserveCapacity(site.chargers.count)
+    for i in site.chargers.indices where i < s.chargers.count {
+      guard s.chargers[i].online, let v = s.chargers[i].vehicle else { continue }
+      result.append(
+        (
+          i,
+          VehicleEnvelope(
+            vehicle: v, charger: site.chargers[i], time: s.time, periodSeconds: s.periodSeconds,
+            margins: planMargins, floorKWh: floor(v), noChargeUntil: noChargeUntil)
+        ))
+    }
+    return result
+  }
+
+  /// The demand the controller tries to hold this month, kW: the month's peak so far is
+  /// already paid for; below that, a share of last week's highest building interval.
+  public func demandTarget(_ s: Snapshot) -> Double {
+    max(s.meter.monthPeakKW, settings.initialTargetFraction * loadHistory.peakKW)
+  }
+
+  private func dispatchOnGrid(_ s: Snapshot) -> Decisions {
+    let n = site.chargers.count
+    let h = s.periodSeconds / 3600
+    let building = max(0, s.buildingDemandKW)
+    let activeEvent = s.events.first { $0.isActive(at: s.time) }
+    let upcoming = s.events.filter { $0.startTime > s.time && $0.notifyTime <= s.time }
+      .min { $0.startTime < $1.startTime }
+
+    let envs = envelopes(s, floor: { $0.reserveFloorKWh })
+    var setpoints = Array(repeating: 0.0, count: n)
+    for (i, env) in envs { setpoints[i] = env.mustChargeKW }
+    let mustTotal = setpoints.reduce(0, +)
+
+    // The import the rest of this demand interval may average and still end it at target.
+    let target = demandTarget(s)
+    let L = site.demandIntervalSeconds
+    let remaining = max(s.periodSeconds, L - s.meter.intervalElapsedSeconds)
+    let allowedImport = max(0, (target * L / 3600 - s.meter.intervalImportKWh) / (remaining / 3600))
+    var mode = OperatingMode.gridConnected
+
+    if activeEvent != nil {
+      // Deliver: every vehicle gives what it can spare, within the event export limit.
+      mode = .demandResponse
+      var room = building + mustTotal + site.eventExportLimitKW
+      for (i, env) in envs.sorted(by: { $0.1.maxDischargeKW > $1.1.maxDischargeKW })
+      where env.mustChargeKW == 0 {
+        let p = min(env.maxDischargeKW, room)
+        setpoints[i] = -p
+        room -= p
+      }
+    } else {
+      var headroom = allowedImport - building - mustTotal
+      if headroom >= 0 {
+        // Charge toward each vehicle's goal inside the headroom, most urgent first.
+        var wants: [(index: Int, kw: Double, urgency: Double)] = []
+        for (i, env) in envs {
+          guard let v = s.chargers[i].vehicle else { continue }
+          let goal = chargeGoal(v, charger: site.chargers[i], upcoming: upcoming)
+          let wantKW = min(env.maxChargeKW, max(0, (goal - v.energyKWh) / (site.chargers[i].efficiency * h)))
+          let extra = wantKW - env.mustChargeKW
+          if extra > 1e-9 {
+            wants.append((i, extra, v.departureTime))
+          }
+        }
+        wants.sort { $0.urgency < $1.urgency }
+        for want in wants where headroom > 0 {
+          let p = min(want.kw, headroom)
+          setpoints[want.index] += p
+          headroom -= p
+        }
+      } else if !s.dischargePaused {
+        // Shave: discharge what vehicles can spare to bring the interval back to target,
+        // never exporting.
+        let deficit = min(-headroom, building + mustTotal + site.exportLimitKW)
+        let donors = envs.filter { env in
+          guard env.1.mustChargeKW == 0, env.1.maxDischargeKW > 0,
+            let v = s.chargers[env.0].vehicle
+          else { return false }
+          // Keep energy promised to an announced event.
+          if let e = upcoming, v.departureTime > e.startTime {
+            return v.energyKWh > chargeGoal(v, charger: site.chargers[env.0], upcoming: e)
+          }
+          return true
+        }
+        let available = donors.reduce(0) { $0 + $1.1.maxDischargeKW }
+        if available > 0 {
+          let share = min(1, deficit / available)
+          for (i, env) in donors {
+            setpoints[i] = -env.maxDischargeKW * share
+          }
+        }
+      }
+    }
+    return Decisions(setpointsKW: setpoints, mode: mode, demandTargetKW: target)
+  }
+
+  /// The energy a vehicle should hold: its departure need, or, before an announced event
+  /// it will be present for, enough above that to discharge through the event.
+  private func chargeGoal(_ v: PluggedVehicle, charger: ChargerSpec, upcoming: DemandResponseEvent?) -> Double {
+    var goal = v.departureNeedKWh
+    if let e = upcoming, v.departureTime > e.startTime {
+      let eventHours = min(settings.eventPrechargeHours, (e.endTime - e.startTime) / 3600)
+      let forEvent = charger.maxDischargeKW * eventHours / charger.efficiency
+      goal = max(goal, v.reserveFloorKWh) + forEvent
+    }
+    return min(goal, v.batteryKWh)
+  }
+
+  // MARK: - Island
+
+  /// How the vehicles would carry the critical load if the building were an island now.
+  struct IslandPlan {
+    var formingCharger: Int?
+    var setpointsKW: [Double]
+  }
+
+  private func islandPlan(_ s: Snapshot) -> IslandPlan {
+    var setpoints = Array(repeating: 0.0, count: site.chargers.count)
+    // How deep each vehicle may go for critical load: below its reserve, but never below
+    // what its departure needs if the utility stays away a good while longer.
+    let stayAway = s.time + settings.outageAssumedRemainingSeconds
+    let envs = envelopes(s, floor: { _ in 0 }, noChargeUntil: stayAway)
+    var forming: Int?
+    var formingKW = 0.0
+    var available = 0.0
+    for (i, env) in envs where env.maxDischargeKW > 0 {
+      available += env.maxDischargeKW
+      if site.chargers[i].gridForming && env.maxDischargeKW > formingKW {
+        forming = i
+        formingKW = env.maxDischargeKW
+      }
+    }
+    guard let formingIndex = forming else { return IslandPlan(formingCharger: nil, setpointsKW: setpoints) }
+    let critical = max(0, s.buildingDemandKW) * site.criticalLoadFraction
+    // Followers share the load in proportion to what they can give; the grid-forming charger
+    // follows the rest up to its own ceiling.
+    let share = available > 0 ? min(1, critical / available) : 0
+    for (i, env) in envs where i != formingIndex {
+      setpoints[i] = -env.maxDischargeKW * share
+    }
+    setpoints[formingIndex] = -formingKW
+    return IslandPlan(formingCharger: formingIndex, setpointsKW: setpoints)
+  }
+}

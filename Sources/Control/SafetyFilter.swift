@@ -1,0 +1,171 @@
+import SiteModel
+
+/// The last word on every decision, separate from the planning that produced it. It knows
+/// nothing of money; it enforces the rules that keep people, equipment and routes safe:
+///
+/// - charger ratings, battery room, and no setpoint for an empty or offline charger;
+/// - never a departure made impossible: discharge only what still leaves time to recharge
+///   (on the island: time after the outage has lasted the assumed while longer), and at
+///   least the charging a departure physically requires;
+/// - the service import limit, and the export limit (the event limit during an event);
+/// - never export into a dead grid: no discharge while the utility is gone and the building
+///   is not islanded, nor for the enter-service delay after the utility returns;
+/// - never close back to the utility before it has been stable for the enter-service delay;
+/// - on the island, no charging, and only as much discharge as the critical load;
+/// - stale inputs: no discharge, only the charging departures require.
+public struct SafetyFilter: Sendable {
+  public var site: SiteDescription
+  public var enterServiceDelaySeconds: Double
+  /// On the island, a vehicle may discharge only down to what it could still recharge to
+  /// its departure need if the utility came back this much later.
+  public var outageAssumedRemainingSeconds: Double
+
+  /// What the filter remembers between steps: its own view of the utility, kept apart from
+  /// the controller's so a planning bug cannot talk it into reclosing early.
+  public struct Memory: Sendable, Hashable {
+    public var utilityAvailableSince: Double?
+    public init() {}
+  }
+
+  public init(site: SiteDescription, enterServiceDelaySeconds: Double, outageAssumedRemainingSeconds: Double) {
+    self.site = site
+    self.enterServiceDelaySeconds = enterServiceDelaySeconds
+    self.outageAssumedRemainingSeconds = outageAssumedRemainingSeconds
+  }
+
+  /// Tolerance for comparing powers, kW.
+  static let epsilon = 1e-6
+
+  public func filter(_ proposed: Decisions, _ s: Snapshot, memory: inout Memory) -> Decisions {
+    var d = proposed
+    var notes: [String] = []
+    func note(_ text: @autoclosure () -> String) { notes.append(text()) }
+
+    // The utility's own stability clock.
+    if s.utilityAvailable {
+      if memory.utilityAvailableSince == nil { memory.utilityAvailableSince = s.time }
+    } else {
+      memory.utilityAvailableSince = nil
+    }
+    let utilityStable =
+      memory.utilityAvailableSince.map { s.time - $0 >= enterServiceDelaySeconds } ?? false
+
+    // Shape: one setpoint per charger.
+    let n = site.chargers.count
+    if d.setpointsKW.count != n {
+      note("setpoint list had \(d.setpointsKW.count) entries for \(n) chargers; padded or cut")
+      d.setpointsKW = (0..<n).map { $0 < d.setpointsKW.count ? d.setpointsKW[$0] : 0 }
+    }
+
+    // Re-closing to the utility.
+    if d.transferSwitch == .toUtility && !(s.utilityAvailable && utilityStable) {
+      note("refused to close to the utility: not yet stable for \(Int(enterServiceDelaySeconds)) s")
+      d.transferSwitch = .hold
+    }
+    if d.gridFormingCharger.map({ $0 < 0 || $0 >= n || !site.chargers[$0].gridForming }) == true {
+      note("charger \(d.gridFormingCharger!) cannot form an island; none chosen")
+      d.gridFormingCharger = nil
+    }
+
+    let onIsland = s.transferSwitch == .island
+    let onGrid = s.transferSwitch == .utility && s.utilityAvailable
+    let mayDischargeOnGrid = onGrid && utilityStable && s.inputsFresh && !s.dischargePaused
+    let eventActive = s.events.contains { $0.isActive(at: s.time) }
+
+    // Per charger: ratings, battery, departure (physics, no margins).
+    for i in 0..<n {
+      let spec = site.chargers[i]
+      let reading = i < s.chargers.count ? s.chargers[i] : ChargerReading(online: false)
+      var p = d.setpointsKW[i]
+      if !p.isFinite {
+        note("\(spec.id): setpoint was not a number; set to 0")
+        p = 0
+      }
+      guard reading.online, let v = reading.vehicle else {
+        if abs(p) > Self.epsilon { note("\(spec.id): no vehicle or offline; setpoint \(p) kW set to 0") }
+        d.setpointsKW[i] = 0
+        continue
+      }
+      // On the island a vehicle may go below its reserve to carry critical load, but never
+      // below what it could no longer recharge for its departure if the utility stayed
+      // away the assumed time longer.
+      let floor = onIsland ? 0 : v.reserveFloorKWh
+      let env = VehicleEnvelope(
+        vehicle: v, charger: spec, time: s.time, periodSeconds: s.periodSeconds,
+        margins: .physical, floorKWh: floor,
+        noChargeUntil: onIsland ? s.time + outageAssumedRemainingSeconds : nil)
+      var lo = -env.maxDischargeKW
+      var hi = env.maxChargeKW
+      if onIsland {
+        hi = 0  // nothing to charge from
+      } else if !onGrid {
+        lo = 0
+        hi = 0  // dead grid, switch moving or contacts unknown: hands off
+      } else if !mayDischargeOnGrid {
+        lo = 0
+      }
+      let must = onGrid ? env.mustChargeKW : 0
+      if p < lo - Self.epsilon {
+        note("\(spec.id): discharge \(-p) kW cut to \(-lo) kW")
+        p = lo
+      }
+      if p > hi + Self.epsilon {
+        note("\(spec.id): charge \(p) kW cut to \(hi) kW")
+        p = hi
+      }
+      if must > 0 && p < must - Self.epsilon {
+        note("\(spec.id): raised to \(must) kW so \(v.vehicleID) still meets its departure")
+        p = must
+      }
+      d.setpointsKW[i] = p
+    }
+
+    if onGrid {
+      // Import limit: the breaker wins over everything, so trim charging, largest first.
+      let building = max(0, s.buildingDemandKW)
+      var grid = building + d.setpointsKW.reduce(0, +)
+      if grid > site.importLimitKW + Self.epsilon {
+        note("import \(grid) kW above the \(site.importLimitKW) kW service limit; charging trimmed")
+        var excess = grid - site.importLimitKW
+        for i in d.setpointsKW.indices.sorted(by: { d.setpointsKW[$0] > d.setpointsKW[$1] })
+        where excess > 0 && d.setpointsKW[i] > 0 {
+          let cut = min(excess, d.setpointsKW[i])
+          d.setpointsKW[i] -= cut
+          excess -= cut
+        }
+        grid = building + d.setpointsKW.reduce(0, +)
+      }
+      // Export limit: trim discharge, largest first.
+      let exportLimit = eventActive ? site.eventExportLimitKW : site.exportLimitKW
+      if grid < -exportLimit - Self.epsilon {
+        note("export \(-grid) kW above the \(exportLimit) kW export limit; discharge trimmed")
+        var excess = -exportLimit - grid
+        for i in d.setpointsKW.indices.sorted(by: { d.setpointsKW[$0] < d.setpointsKW[$1] })
+        where excess > 0 && d.setpointsKW[i] < 0 {
+          let cut = min(excess, -d.setpointsKW[i])
+          d.setpointsKW[i] += cut
+          excess -= cut
+        }
+      }
+    } else if onIsland {
+      // Discharge on the island never exceeds the critical load: there is nowhere else
+      // for power to go. The grid-forming charger follows the load itself, so its value
+      // is only a ceiling; the others share.
+      let critical = max(0, s.buildingDemandKW) * site.criticalLoadFraction
+      let followers = d.setpointsKW.indices.filter { $0 != d.gridFormingCharger }
+      let followerDischarge = followers.reduce(0) { $0 - min(0, d.setpointsKW[$1]) }
+      if followerDischarge > critical + Self.epsilon {
+        note("island discharge \(followerDischarge) kW above the \(critical) kW critical load; scaled")
+        let scale = critical / followerDischarge
+        for i in followers where d.setpointsKW[i] < 0 { d.setpointsKW[i] *= scale }
+      }
+      if !d.shedNonCriticalLoads {
+        note("on the island with non-critical loads connected; shedding them")
+        d.shedNonCriticalLoads = true
+      }
+    }
+
+    if !notes.isEmpty { d.safetyInterventions += notes }
+    return d
+  }
+}

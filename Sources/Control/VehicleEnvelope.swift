@@ -1,0 +1,55 @@
+import SiteModel
+
+/// How far one vehicle on one charger may charge or discharge this step without putting
+/// its departure at risk. The planner and the safety filter use the same arithmetic; the
+/// filter with no margin (physics), the planner with the margins in `ControlSettings`.
+public struct VehicleEnvelope: Sendable, Hashable {
+  /// Charging below this now leaves too little time to reach the departure need, kW >= 0.
+  public var mustChargeKW: Double
+  /// The most it can charge this step: charger rating and room in the battery, kW >= 0.
+  public var maxChargeKW: Double
+  /// The most it may discharge this step (a positive number of kW), 0 when it must charge.
+  public var maxDischargeKW: Double
+
+  /// Margins that make a plan robust; `.physical` has none.
+  public struct Margins: Sendable, Hashable {
+    public var departureMarginSeconds: Double
+    public var chargeRateFraction: Double
+    public static let physical = Margins(departureMarginSeconds: 0, chargeRateFraction: 1)
+    public init(departureMarginSeconds: Double, chargeRateFraction: Double) {
+      self.departureMarginSeconds = departureMarginSeconds
+      self.chargeRateFraction = chargeRateFraction
+    }
+  }
+
+  /// - Parameters:
+  ///   - floorKWh: the battery energy discharging must not go below (reserve, or an
+  ///     outage floor); the departure need is applied on top.
+  ///   - noChargeUntil: seconds on the timeline before which the vehicle cannot be charged
+  ///     (used in outages: the utility is assumed to stay away until then).
+  public init(
+    vehicle v: PluggedVehicle, charger c: ChargerSpec, time t: Double, periodSeconds: Double,
+    margins: Margins, floorKWh: Double, noChargeUntil: Double? = nil
+  ) {
+    let h = periodSeconds / 3600
+    let eta = c.efficiency
+    // Hours during which the vehicle can still charge after this step.
+    let chargeFrom = max(t + periodSeconds, noChargeUntil ?? 0)
+    let hoursAfter = max(0, (v.departureTime - margins.departureMarginSeconds - chargeFrom) / 3600)
+    let laterIntoBattery = c.maxChargeKW * eta * margins.chargeRateFraction * hoursAfter
+    let deficitNow = v.departureNeedKWh - v.energyKWh
+    let roomKWh = max(0, v.batteryKWh - v.energyKWh)
+
+    maxChargeKW = max(0, min(c.maxChargeKW, roomKWh / (eta * h)))
+    let must = (deficitNow - laterIntoBattery) / (eta * h)
+    mustChargeKW = min(maxChargeKW, max(0, must))
+
+    if mustChargeKW > 0 {
+      maxDischargeKW = 0
+    } else {
+      // Lowest energy the battery may end this step at.
+      let lowest = max(floorKWh, v.departureNeedKWh - laterIntoBattery, 0)
+      maxDischargeKW = max(0, min(c.maxDischargeKW, (v.energyKWh - lowest) * eta / h))
+    }
+  }
+}

@@ -1,0 +1,134 @@
+// What the controller sees at one control step. Adapters (the simulator's plant, GPIO, MQTT,
+// OCPP) fill it in; the controller never reads anything else.
+
+/// The transfer switch's confirmed position, from its auxiliary contacts.
+public enum TransferSwitchPosition: String, Sendable, Hashable, Codable {
+  /// The building is fed from the utility.
+  case utility
+  /// The building is isolated from the utility and may run as an island.
+  case island
+  /// Contacts disagree or the switch is moving.
+  case unknown
+}
+
+/// A plug-in session as the charger reports it (OCPP NotifyEVChargingNeeds): what the
+/// vehicle holds, and what it needs by when. Known from arrival, not earlier.
+public struct PluggedVehicle: Sendable, Hashable {
+  public var vehicleID: String
+  public var batteryKWh: Double
+  public var reserveKWh: Double
+  public var energyKWh: Double
+  /// What it held when it arrived: discharging never takes it below min(reserve, this).
+  public var arrivalEnergyKWh: Double
+  /// Seconds on the snapshot's timeline.
+  public var departureTime: Double
+  public var departureNeedKWh: Double
+
+  public init(
+    vehicleID: String, batteryKWh: Double, reserveKWh: Double, energyKWh: Double,
+    arrivalEnergyKWh: Double, departureTime: Double, departureNeedKWh: Double
+  ) {
+    self.vehicleID = vehicleID
+    self.batteryKWh = batteryKWh
+    self.reserveKWh = reserveKWh
+    self.energyKWh = energyKWh
+    self.arrivalEnergyKWh = arrivalEnergyKWh
+    self.departureTime = departureTime
+    self.departureNeedKWh = departureNeedKWh
+  }
+
+  /// The floor that ordinary discharging (peak shaving, events) never goes below.
+  public var reserveFloorKWh: Double { min(reserveKWh, arrivalEnergyKWh) }
+}
+
+/// One charger's state this step, in the order of `SiteDescription.chargers`.
+public struct ChargerReading: Sendable, Hashable {
+  /// The charger answers and follows setpoints. An offline charger is given nothing.
+  public var online: Bool
+  public var vehicle: PluggedVehicle?
+  /// Measured power at the building side, + charging.
+  public var measuredKW: Double
+
+  public init(online: Bool = true, vehicle: PluggedVehicle? = nil, measuredKW: Double = 0) {
+    self.online = online
+    self.vehicle = vehicle
+    self.measuredKW = measuredKW
+  }
+}
+
+/// An announced demand-response event.
+public struct DemandResponseEvent: Sendable, Hashable, Codable {
+  public var id: String
+  public var notifyTime: Double
+  public var startTime: Double
+  public var endTime: Double
+
+  public init(id: String, notifyTime: Double, startTime: Double, endTime: Double) {
+    self.id = id
+    self.notifyTime = notifyTime
+    self.startTime = startTime
+    self.endTime = endTime
+  }
+
+  public func isActive(at t: Double) -> Bool { t >= startTime && t < endTime }
+}
+
+/// The revenue meter's view of the demand interval and the month.
+public struct DemandMeterReading: Sendable, Hashable {
+  /// Highest completed-interval mean grid import this calendar month, kW (0 at month start).
+  public var monthPeakKW: Double
+  /// Grid import so far in the current demand interval, kWh (export counts negative).
+  public var intervalImportKWh: Double
+  /// Seconds elapsed in the current demand interval.
+  public var intervalElapsedSeconds: Double
+
+  public init(monthPeakKW: Double = 0, intervalImportKWh: Double = 0, intervalElapsedSeconds: Double = 0) {
+    self.monthPeakKW = monthPeakKW
+    self.intervalImportKWh = intervalImportKWh
+    self.intervalElapsedSeconds = intervalElapsedSeconds
+  }
+}
+
+/// Everything the controller knows at one instant.
+public struct Snapshot: Sendable, Hashable {
+  /// Seconds on a monotonic timeline (durations are differences of these).
+  public var time: Double
+  /// The same instant on the local wall clock, for the calendar.
+  public var localTime: LocalTime
+  /// How long the decisions of this step will hold, seconds.
+  public var periodSeconds: Double
+  /// The building's own demand, without the chargers, kW.
+  public var buildingDemandKW: Double
+  /// Utility voltage and frequency present and in range (meter, contacts or both).
+  public var utilityAvailable: Bool
+  public var transferSwitch: TransferSwitchPosition
+  public var chargers: [ChargerReading]
+  /// Events announced so far (past, running and upcoming).
+  public var events: [DemandResponseEvent]
+  public var meter: DemandMeterReading
+  /// False when any input the controller relies on is stale or missing: it then holds
+  /// the safe state (no discharge, charging only where a departure requires it).
+  public var inputsFresh: Bool
+  /// Discharging (V2X) paused by staff: vehicles only charge.
+  public var dischargePaused: Bool
+
+  public init(
+    time: Double, localTime: LocalTime, periodSeconds: Double, buildingDemandKW: Double,
+    utilityAvailable: Bool = true, transferSwitch: TransferSwitchPosition = .utility,
+    chargers: [ChargerReading], events: [DemandResponseEvent] = [],
+    meter: DemandMeterReading = DemandMeterReading(), inputsFresh: Bool = true,
+    dischargePaused: Bool = false
+  ) {
+    self.time = time
+    self.localTime = localTime
+    self.periodSeconds = periodSeconds
+    self.buildingDemandKW = buildingDemandKW
+    self.utilityAvailable = utilityAvailable
+    self.transferSwitch = transferSwitch
+    self.chargers = chargers
+    self.events = events
+    self.meter = meter
+    self.inputsFresh = inputsFresh
+    self.dischargePaused = dischargePaused
+  }
+}

@@ -1,0 +1,36 @@
+import Appliance
+import ArgumentParser
+import Foundation
+import SiteModel
+
+struct CheckConfig: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "check-config",
+    abstract: "Check a site configuration file and say what is wrong, with file, line and key.",
+    discussion: "Exit status 0 when the file is good, 2 when it is not.")
+
+  @Argument(help: "The site configuration file (YAML).")
+  var file: String
+
+  func run() throws {
+    try exitOnInputError {
+      let loaded = try SiteConfigurationFile.load(path: file, environment: ProcessInfo.processInfo.environment)
+      if !loaded.warnings.isEmpty {
+        for warning in loaded.warnings {
+          FileHandle.standardError.write(Data("microgrid-edge: error: \(warning)\n".utf8))
+        }
+        throw ExitCode(2)
+      }
+      let c = loaded.configuration
+      let scenario = try c.simulatedScenario()
+      for (key, variable) in loaded.overrides.sorted(by: { $0.key < $1.key }) {
+        print("\(key) is set by the environment variable \(variable)")
+      }
+      print("\(file): OK")
+      print("  site \(c.site.name): import limit \(c.site.importLimitKW) kW, export limit \(c.site.exportLimitKW) kW (\(c.site.eventExportLimitKW) kW in events)")
+      print("  \(c.site.chargers.count) chargers (\(c.site.chargers.filter(\.gridForming).count) grid-forming), \(c.site.vehicles.count) vehicles")
+      print("  plant: simulated, following \(scenario.name) from minute \(c.plant.startMinute ?? 0) at \(c.plant.speed ?? 1)x")
+      print("  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s")
+    }
+  }
+}

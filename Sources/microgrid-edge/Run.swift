@@ -1,0 +1,94 @@
+import Appliance
+import ArgumentParser
+import Control
+import Foundation
+import Logging
+import ServiceLifecycle
+import SiteModel
+
+struct Run: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run the appliance: the 1 Hz control loop against the configured site.",
+    discussion: """
+      Stops cleanly on SIGTERM or SIGINT at the end of a control step.
+      Keys of the configuration can be overridden by environment variables:
+      MGE_SITE__IMPORT_LIMIT_KW=900, MGE_PLANT__SPEED=60, MGE_CHARGERS__0__MAX_CHARGE_KW=50.
+      """)
+
+  @Option(help: "The site configuration file (YAML).")
+  var config: String
+
+  @Option(help: "Time acceleration: site seconds per real second (overrides plant.speed).")
+  var speed: Double?
+
+  @Option(help: "Where a simulated plant starts in its scenario, minutes (overrides plant.start_minute).")
+  var startMinute: Int?
+
+  @Option(help: "Stop after this much site time, e.g. 90s, 30m, 6h (default: run until stopped).")
+  var stopAfter: String?
+
+  func run() async throws {
+    var loaded: SiteConfigurationFile.Loaded!
+    var scenarioSite: SimulatedSiteIO!
+    var stopSeconds: Double?
+    try exitOnInputError {
+      loaded = try SiteConfigurationFile.load(path: config, environment: ProcessInfo.processInfo.environment)
+      let scenario = try loaded.configuration.simulatedScenario()
+      scenarioSite = SimulatedSiteIO(
+        scenario: scenario, startMinute: startMinute ?? loaded.configuration.plant.startMinute ?? 0)
+      if let stopAfter {
+        guard let seconds = parseDuration(stopAfter) else {
+          throw InputError(source: "--stop-after", message: "'\(stopAfter)' is not a duration like 90s, 30m or 6h")
+        }
+        stopSeconds = seconds
+      }
+      if let speed, !(speed > 0) { throw InputError(source: "--speed", message: "must be above 0") }
+    }
+    let configuration = loaded.configuration
+    let level = Logger.Level(rawValue: configuration.logging.level ?? "info") ?? .info
+    LoggingSystem.bootstrap { label in
+      var handler = StreamLogHandler.standardOutput(label: label)
+      handler.logLevel = level
+      return handler
+    }
+    let logger = Logger(label: "microgrid-edge")
+    for warning in loaded.warnings { logger.warning("configuration: \(warning)") }
+    for (key, variable) in loaded.overrides.sorted(by: { $0.key < $1.key }) {
+      logger.info("configuration key \(key) set by \(variable)")
+    }
+
+    var loop = ControlLoopService.Configuration()
+    loop.speed = speed ?? configuration.plant.speed ?? 1
+    loop.stopAfterSeconds = stopSeconds
+    loop.statusEverySeconds = configuration.logging.statusEverySeconds ?? 900
+    let service = ControlLoopService(
+      controller: Controller(site: configuration.site, settings: configuration.control), io: scenarioSite,
+      configuration: loop, logger: logger)
+    logger.info(
+      "microgrid-edge \(MicrogridEdge.configuration.version) starting",
+      metadata: ["site": "\(configuration.site.name)", "config": "\(config)", "plant": "\(configuration.plant.kind.rawValue)"])
+    let group = ServiceGroup(
+      configuration: ServiceGroupConfiguration(
+        services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
+    let violations = await scenarioSite.violations
+    let steps = await service.steps
+    if violations.isEmpty {
+      logger.info("stopped; the simulated site saw no safety violation", metadata: ["steps": "\(steps)"])
+    } else {
+      logger.critical("the simulated site saw safety violations", metadata: ["violations": "\(violations)"])
+      throw ExitCode(1)
+    }
+  }
+}
+
+/// `90s`, `30m`, `6h`, `2d` or a plain number of seconds.
+func parseDuration(_ text: String) -> Double? {
+  let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+  if let unit = text.last, let scale = units[unit], let value = Double(text.dropLast()), value >= 0 {
+    return value * scale
+  }
+  if let value = Double(text), value >= 0 { return value }
+  return nil
+}

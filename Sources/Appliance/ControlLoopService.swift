@@ -27,6 +27,8 @@ public actor ControlLoopService: Service {
   public private(set) var lastDecisions: Decisions?
   private var lastSnapshot: Snapshot?
   private var lastStatus: Double?
+  private var lastInterventionLog: Double?
+  private var suppressedInterventions = 0
 
   public init(controller: Controller, io: any SiteIO, configuration: Configuration, logger: Logger) {
     self.controller = controller
@@ -86,8 +88,16 @@ public actor ControlLoopService: Service {
     if let previous = lastDecisions, previous.shedNonCriticalLoads != d.shedNonCriticalLoads {
       logger.notice(d.shedNonCriticalLoads ? "shedding non-critical loads" : "restoring non-critical loads", metadata: when)
     }
-    for note in d.safetyInterventions {
-      logger.warning("safety filter: \(note)", metadata: when)
+    // The filter may act every second for a while; say so once a minute, not every step.
+    if !d.safetyInterventions.isEmpty {
+      suppressedInterventions += d.safetyInterventions.count
+      if lastInterventionLog.map({ s.time - $0 >= 60 }) ?? true {
+        logger.warning(
+          "safety filter: \(d.safetyInterventions.joined(separator: "; "))",
+          metadata: when.merging(["changes_last_minute": "\(suppressedInterventions)"]) { a, _ in a })
+        lastInterventionLog = s.time
+        suppressedInterventions = 0
+      }
     }
     if let before = lastSnapshot {
       for (i, (old, new)) in zip(before.chargers, s.chargers).enumerated() where old.vehicle?.vehicleID != new.vehicle?.vehicleID {

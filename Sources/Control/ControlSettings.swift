@@ -10,10 +10,13 @@ public struct ControlSettings: Sendable, Hashable, Codable {
   /// and for meter error.
   public var plannedChargeRateFraction: Double = 0.9
   /// In an outage, assume the utility stays away at least this much longer when deciding
-  /// how deep a vehicle may discharge for critical load and still meet its departure.
-  public var outageAssumedRemainingSeconds: Double = 4 * 3600
-  /// The month's demand target starts at this share of the highest interval of building
-  /// load seen over the past week, and never falls below the month's peak so far.
+  /// how deep a vehicle may discharge for critical load and still meet its departure. A
+  /// kWh missing at departure costs about fifty times a kWh of critical load unserved, so
+  /// this is long: a vehicle leaving within it keeps its whole departure need.
+  public var outageAssumedRemainingSeconds: Double = 24 * 3600
+  /// In the first week of a month the demand target is at least this share of the highest
+  /// interval of building load seen over the past week (and never below the month's peak
+  /// so far); after that it is the month's peak.
   public var initialTargetFraction: Double = 0.85
   /// Before an announced demand-response event, vehicles that will still be plugged in
   /// when it starts are charged to hold this many hours of their charger's discharge power

@@ -46,7 +46,9 @@ public struct Controller: SitePolicy {
     var d: Decisions
     switch grid.state {
     case .connected:
-      d = s.inputsFresh ? dispatchOnGrid(s) : safeState(s)
+      // Discharge waits out the enter-service delay after the utility (or the appliance)
+      // comes up, as the safety filter will insist.
+      d = s.inputsFresh ? dispatchOnGrid(s, mayDischarge: grid.utilityStable(at: s.time, delay: settings.enterServiceDelaySeconds)) : safeState(s)
     case .islanded, .reconnecting:
       d = Decisions(setpointsKW: island.setpointsKW, gridFormingCharger: island.formingCharger)
     case .blackout:
@@ -92,13 +94,17 @@ public struct Controller: SitePolicy {
     return result
   }
 
-  /// The demand the controller tries to hold this month, kW: the month's peak so far is
-  /// already paid for; below that, a share of last week's highest building interval.
+  /// The demand the controller tries to hold this month, kW. The month's peak so far is
+  /// already paid for. In the month's first week that peak says little yet (a month can
+  /// open on a quiet weekend), so the target does not go below a share of last week's
+  /// highest building interval: holding an artificially low target would drain the
+  /// vehicles and end in the very peak it tried to avoid.
   public func demandTarget(_ s: Snapshot) -> Double {
-    max(s.meter.monthPeakKW, settings.initialTargetFraction * loadHistory.peakKW)
+    guard s.localTime.date.day <= 7 else { return s.meter.monthPeakKW }
+    return max(s.meter.monthPeakKW, settings.initialTargetFraction * loadHistory.peakKW)
   }
 
-  private func dispatchOnGrid(_ s: Snapshot) -> Decisions {
+  private func dispatchOnGrid(_ s: Snapshot, mayDischarge: Bool) -> Decisions {
     let n = site.chargers.count
     let h = s.periodSeconds / 3600
     let building = max(0, s.buildingDemandKW)
@@ -118,7 +124,7 @@ public struct Controller: SitePolicy {
     let allowedImport = max(0, (target * L / 3600 - s.meter.intervalImportKWh) / (remaining / 3600))
     var mode = OperatingMode.gridConnected
 
-    if activeEvent != nil {
+    if activeEvent != nil && mayDischarge {
       // Deliver: every vehicle gives what it can spare, within the event export limit.
       mode = .demandResponse
       var room = building + mustTotal + site.eventExportLimitKW
@@ -148,7 +154,7 @@ public struct Controller: SitePolicy {
           setpoints[want.index] += p
           headroom -= p
         }
-      } else if !s.dischargePaused {
+      } else if mayDischarge && !s.dischargePaused {
         // Shave: discharge what vehicles can spare to bring the interval back to target,
         // never exporting.
         let deficit = min(-headroom, building + mustTotal + site.exportLimitKW)

@@ -21,6 +21,11 @@ public struct GridStateMachine: Sendable, Hashable {
 
   public init() {}
 
+  /// The utility has been available for at least `delay` seconds.
+  public func utilityStable(at time: Double, delay: Double) -> Bool {
+    utilityBackSince.map { time - $0 >= delay } ?? false
+  }
+
   public struct Output: Sendable, Hashable {
     public var transferSwitch: TransferSwitchCommand
     public var shed: Bool

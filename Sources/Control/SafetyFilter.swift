@@ -67,7 +67,10 @@ public struct SafetyFilter: Sendable {
       d.gridFormingCharger = nil
     }
 
-    let onIsland = s.transferSwitch == .island
+    // Opening to the island this step counts as islanded: adapters carry out the switch
+    // command first and release setpoints only once the switch confirms it is open.
+    let onIsland =
+      s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable)
     let onGrid = s.transferSwitch == .utility && s.utilityAvailable
     let mayDischargeOnGrid = onGrid && utilityStable && s.inputsFresh && !s.dischargePaused
     let eventActive = s.events.contains { $0.isActive(at: s.time) }
@@ -82,7 +85,7 @@ public struct SafetyFilter: Sendable {
         p = 0
       }
       guard reading.online, let v = reading.vehicle else {
-        if abs(p) > Self.epsilon { note("\(spec.id): no vehicle or offline; setpoint \(p) kW set to 0") }
+        if abs(p) > Self.epsilon { note("\(spec.id): no vehicle or offline; setpoint \(kw(p)) set to 0") }
         d.setpointsKW[i] = 0
         continue
       }
@@ -106,15 +109,15 @@ public struct SafetyFilter: Sendable {
       }
       let must = onGrid ? env.mustChargeKW : 0
       if p < lo - Self.epsilon {
-        note("\(spec.id): discharge \(-p) kW cut to \(-lo) kW")
+        note("\(spec.id): discharge \(kw(-p)) cut to \(kw(-lo))")
         p = lo
       }
       if p > hi + Self.epsilon {
-        note("\(spec.id): charge \(p) kW cut to \(hi) kW")
+        note("\(spec.id): charge \(kw(p)) cut to \(kw(hi))")
         p = hi
       }
       if must > 0 && p < must - Self.epsilon {
-        note("\(spec.id): raised to \(must) kW so \(v.vehicleID) still meets its departure")
+        note("\(spec.id): raised to \(kw(must)) so \(v.vehicleID) still meets its departure")
         p = must
       }
       d.setpointsKW[i] = p
@@ -125,7 +128,7 @@ public struct SafetyFilter: Sendable {
       let building = max(0, s.buildingDemandKW)
       var grid = building + d.setpointsKW.reduce(0, +)
       if grid > site.importLimitKW + Self.epsilon {
-        note("import \(grid) kW above the \(site.importLimitKW) kW service limit; charging trimmed")
+        note("import \(kw(grid)) above the \(kw(site.importLimitKW)) service limit; charging trimmed")
         var excess = grid - site.importLimitKW
         for i in d.setpointsKW.indices.sorted(by: { d.setpointsKW[$0] > d.setpointsKW[$1] })
         where excess > 0 && d.setpointsKW[i] > 0 {
@@ -138,7 +141,7 @@ public struct SafetyFilter: Sendable {
       // Export limit: trim discharge, largest first.
       let exportLimit = eventActive ? site.eventExportLimitKW : site.exportLimitKW
       if grid < -exportLimit - Self.epsilon {
-        note("export \(-grid) kW above the \(exportLimit) kW export limit; discharge trimmed")
+        note("export \(kw(-grid)) above the \(kw(exportLimit)) export limit; discharge trimmed")
         var excess = -exportLimit - grid
         for i in d.setpointsKW.indices.sorted(by: { d.setpointsKW[$0] < d.setpointsKW[$1] })
         where excess > 0 && d.setpointsKW[i] < 0 {
@@ -155,7 +158,7 @@ public struct SafetyFilter: Sendable {
       let followers = d.setpointsKW.indices.filter { $0 != d.gridFormingCharger }
       let followerDischarge = followers.reduce(0) { $0 - min(0, d.setpointsKW[$1]) }
       if followerDischarge > critical + Self.epsilon {
-        note("island discharge \(followerDischarge) kW above the \(critical) kW critical load; scaled")
+        note("island discharge \(kw(followerDischarge)) above the \(kw(critical)) critical load; scaled")
         let scale = critical / followerDischarge
         for i in followers where d.setpointsKW[i] < 0 { d.setpointsKW[i] *= scale }
       }
@@ -168,4 +171,10 @@ public struct SafetyFilter: Sendable {
     if !notes.isEmpty { d.safetyInterventions += notes }
     return d
   }
+}
+
+/// "12.3 kW", for messages.
+func kw(_ v: Double) -> String {
+  let tenths = Int((abs(v) * 10).rounded())
+  return "\(v < 0 && tenths != 0 ? "-" : "")\(tenths / 10).\(tenths % 10) kW"
 }

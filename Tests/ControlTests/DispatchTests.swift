@@ -1,0 +1,145 @@
+import Control
+import SiteModel
+import Testing
+
+@Suite("Dispatch on the grid: departures, peaks, demand response, stale inputs")
+struct DispatchTests {
+  let site = Fixtures.site()
+
+  @Test("every vehicle leaves with its need, even when that raises the month's peak")
+  func departuresMet() {
+    // A building at 420 kW, far above the 300 kW paid for this month, leaves no headroom
+    // under the target; the vehicles are charged all the same, within the 500 kW service.
+    var tiny = TinySite(
+      site: site,
+      vehicles: [
+        Fixtures.vehicle(energy: 25, departure: 4 * 3600, need: 150),
+        Fixtures.vehicle("CAR", battery: 62, reserve: 8, energy: 10, departure: 3 * 3600, need: 50),
+      ],
+      building: { _ in 420 })
+    tiny.meter.monthPeakKW = 300
+    var c = Controller(site: site)
+    while tiny.time < 4 * 3600 {
+      let s = tiny.snapshot(period: 60)
+      let d = c.step(s)
+      #expect(s.buildingDemandKW + d.setpointsKW.reduce(0, +) <= 500 + 1e-6, "over the service limit")
+      tiny.apply(d, period: 60)
+    }
+    #expect(tiny.vehicles[0]!.energyKWh >= 150 - 1e-6)
+    #expect(tiny.vehicles[1]!.energyKWh >= 50 - 1e-6)
+  }
+
+  @Test("a building spike above the month's peak is shaved from a vehicle with energy to spare")
+  func shavesPeaks() {
+    var tiny = TinySite(
+      site: site, vehicles: [Fixtures.vehicle(energy: 150, departure: 86_400, need: 60), nil],
+      building: { $0 < 3600 ? 200 : 260 })
+    tiny.meter.monthPeakKW = 200
+    var c = Controller(site: site)
+    var gridDuringSpike: [Double] = []
+    while tiny.time < 7200 {
+      let s = tiny.snapshot(period: 60)
+      let d = c.step(s)
+      if tiny.time >= 3600 { gridDuringSpike.append(s.buildingDemandKW + d.setpointsKW.reduce(0, +)) }
+      tiny.apply(d, period: 60)
+    }
+    #expect(gridDuringSpike.max()! <= 200 + 1e-6, "grid rose to \(gridDuringSpike.max()!) kW; the month's peak was 200")
+  }
+
+  @Test("vehicles charge for departure inside the headroom below the month's peak")
+  func chargesBelowPeak() {
+    var tiny = TinySite(
+      site: site, vehicles: [Fixtures.vehicle(energy: 30, departure: 10 * 3600, need: 120), nil],
+      building: { _ in 150 })
+    tiny.meter.monthPeakKW = 190
+    var c = Controller(site: site)
+    var maxGrid = 0.0
+    while tiny.time < 10 * 3600 {
+      let s = tiny.snapshot(period: 60)
+      let d = c.step(s)
+      maxGrid = max(maxGrid, s.buildingDemandKW + d.setpointsKW.reduce(0, +))
+      tiny.apply(d, period: 60)
+    }
+    #expect(tiny.vehicles[0]!.energyKWh >= 120 - 1e-6)
+    #expect(maxGrid <= 190 + 1e-6, "charging pushed the grid to \(maxGrid) kW over the 190 kW peak")
+  }
+
+  @Test("during an event vehicles deliver, within the event export limit")
+  func deliversInEvents() {
+    let event = DemandResponseEvent(id: "E1", notifyTime: 0, startTime: 3600, endTime: 3 * 3600)
+    var tiny = TinySite(
+      site: site,
+      vehicles: [
+        Fixtures.vehicle(energy: 150, departure: 86_400, need: 60),
+        Fixtures.vehicle("CAR", battery: 62, reserve: 8, energy: 60, departure: 86_400, need: 20),
+      ],
+      building: { _ in 40 })
+    tiny.events = [event]
+    var c = Controller(site: site)
+    var delivered: [Double] = []
+    while tiny.time < 3 * 3600 {
+      let s = tiny.snapshot(period: 60)
+      let d = c.step(s)
+      if event.isActive(at: s.time) {
+        #expect(d.mode == .demandResponse)
+        let grid = s.buildingDemandKW + d.setpointsKW.reduce(0, +)
+        #expect(grid >= -site.eventExportLimitKW - 1e-6, "exported \(-grid) kW over the 50 kW event limit")
+        delivered.append(-d.setpointsKW.reduce(0, +))
+      }
+      tiny.apply(d, period: 60)
+    }
+    let mean = delivered.reduce(0, +) / Double(delivered.count)
+    #expect(mean >= 75, "delivered only \(mean) kW on average")
+  }
+
+  @Test("before an announced event, vehicles that will be there are charged above their need")
+  func prechargesForEvents() {
+    let event = DemandResponseEvent(id: "E1", notifyTime: 0, startTime: 8 * 3600, endTime: 11 * 3600)
+    var tiny = TinySite(
+      site: site, vehicles: [Fixtures.vehicle(energy: 60, departure: 20 * 3600, need: 60), nil],
+      building: { _ in 100 })
+    tiny.events = [event]
+    tiny.meter.monthPeakKW = 200
+    var c = Controller(site: site)
+    while tiny.time < 8 * 3600 {
+      tiny.apply(c.step(tiny.snapshot(period: 60)), period: 60)
+    }
+    #expect(tiny.vehicles[0]!.energyKWh > 120, "held \(tiny.vehicles[0]!.energyKWh) kWh at the event's start")
+  }
+
+  @Test("stale inputs: no discharge, only the charging a departure requires")
+  func staleInputsAreSafe() {
+    var s = Fixtures.snapshot(
+      time: 0, building: 400,
+      chargers: [
+        ChargerReading(vehicle: Fixtures.vehicle(energy: 150, departure: 86_400, need: 60)),
+        ChargerReading(vehicle: Fixtures.vehicle("CAR", battery: 62, reserve: 8, energy: 10, departure: 3600, need: 50)),
+      ], monthPeak: 100)
+    s.inputsFresh = false
+    var c = Controller(site: site)
+    // Past the enter-service delay so that only staleness holds discharge back.
+    for t in stride(from: 0.0, through: 400, by: 60) {
+      s.time = t
+      let d = c.step(s)
+      #expect(d.setpointsKW[0] == 0)
+      #expect(d.setpointsKW[1] == 15, "the car needs 40 kWh in an hour: full power")
+      #expect(d.mode == .safe)
+    }
+  }
+
+  @Test("discharge waits the enter-service delay after start-up")
+  func noDischargeBeforeEnterService() {
+    let s = Fixtures.snapshot(
+      time: 0, building: 400,
+      chargers: [ChargerReading(vehicle: Fixtures.vehicle(energy: 150, departure: 86_400, need: 60)), ChargerReading()],
+      monthPeak: 100)
+    var c = Controller(site: site)
+    var snapshot = s
+    for t in stride(from: 0.0, to: 300, by: 1) {
+      snapshot.time = t
+      #expect(c.step(snapshot).setpointsKW[0] >= 0)
+    }
+    snapshot.time = 300
+    #expect(c.step(snapshot).setpointsKW[0] < 0, "after 300 s stable the peak should be shaved")
+  }
+}

@@ -58,7 +58,10 @@ public actor ControlLoopService: Service {
         // the loop sees it.
         try? await Task.sleep(until: deadline, clock: clock)
       } else {
-        deadline = clock.now  // fell behind (a slow step): do not try to catch up in a burst
+        // Fell behind (a slow step, or a speed the machine cannot keep): do not try to
+        // catch up in a burst, and let other tasks run.
+        deadline = clock.now
+        await Task.yield()
       }
     }
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])

@@ -279,7 +279,11 @@ private func jsonErrorLine(_ error: any Error, text: String) -> Int? {
   if let range = description.range(of: #"line (\d+)"#, options: .regularExpression) {
     return Int(description[range].dropFirst(5))
   }
-  if let index = ns.userInfo["NSJSONSerializationErrorIndex"] as? Int {
+  var index = ns.userInfo["NSJSONSerializationErrorIndex"] as? Int
+  if index == nil, let range = description.range(of: #"character (\d+)"#, options: .regularExpression) {
+    index = Int(description[range].dropFirst(10))
+  }
+  if let index {
     let prefix = text.utf8.prefix(index)
     return prefix.reduce(1) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
   }

@@ -4,8 +4,6 @@ The tests drive the already-built release binary as a black box. Paths are resol
 relative to the repository root (three levels above this file), and the binary can be
 replaced with the MGE_BINARY environment variable.
 """
-import bisect
-import importlib.util
 import json
 import os
 import shutil

@@ -9,7 +9,7 @@ the test can fail) the traces must differ somewhere at or after T.
 
 import pytest
 
-from mge_helpers import SCENARIOS, copy_scenario, read_json, simulate, write_json
+from mge_helpers import copy_scenario, read_json, simulate, write_json
 
 SCENARIO = "school-buses-chicago"
 RUN_AFTER_T = 14400  # ten days after T keeps each run well under a second

@@ -1,7 +1,6 @@
 """The `run` daemon: its 1 Hz control loop against the simulated town hall, clean stops on
 SIGTERM and SIGINT, and an outage ridden through as an island with the IEEE 1547
 enter-service delay before reconnecting."""
-import os
 import re
 import signal
 import subprocess

@@ -10,6 +10,7 @@ rules, and costs the trace:
 Exit status 0 when the trace has no violation, 1 when it has, 2 on unreadable input.
 Numbers in the trace carry three decimals, so equalities hold within a rounding tolerance.
 """
+import bisect
 import csv
 import json
 import os
@@ -37,14 +38,21 @@ def load_scenario(directory):
     return sc, load, sessions
 
 
-def building_mean(load, start, length):
-    """Mean of the step function `load` over [start, start+length) minutes."""
+def building_mean(load, start, length, minutes=None):
+    """Mean of the step function `load` over [start, start+length) minutes.
+
+    `minutes` is the list of row minutes (for bisection); only the rows that overlap the
+    window are visited."""
+    minutes = minutes if minutes is not None else [m for m, _ in load]
+    i = max(0, bisect.bisect_right(minutes, start) - 1)
     total = 0.0
-    for i, (m, kw) in enumerate(load):
+    while i < len(load) and load[i][0] < start + length:
+        m, kw = load[i]
         end = load[i + 1][0] if i + 1 < len(load) else float("inf")
         lo, hi = max(m, start), min(end, start + length)
         if hi > lo:
             total += kw * (hi - lo)
+        i += 1
     return total / length
 
 
@@ -59,6 +67,7 @@ def check(scenario_dir, trace_dir):
     outages = [(o["start_minute"], o["end_minute"]) for o in sc["outages"]]
     events = sc["dr_events"]
     violations = []
+    load_minutes = [m for m, _ in load]
 
     def in_outage(minute):
         return any(a <= minute < b for a, b in outages)
@@ -82,7 +91,7 @@ def check(scenario_dir, trace_dir):
         where = f"intervals.csv minute {m}"
         if m != i * step:
             violations.append(f"{where}: expected minute {i * step}")
-        expected_b = building_mean(load, m, step)
+        expected_b = building_mean(load, m, step, load_minutes)
         if abs(b - expected_b) > TOL_KW:
             violations.append(f"{where}: building_kw {b} but the load is {expected_b:.3f}")
         if abs(g - (s + ev)) > TOL_KW:

@@ -135,21 +135,22 @@ public enum SiteConfigurationFile {
 
 extension SiteConfiguration {
   /// The scenario a simulated plant follows, checked against this site: every charger and
-  /// vehicle it names must be configured, with the same ratings.
+  /// vehicle it names must be configured here (by id), and its sessions must fit the
+  /// configured batteries. Ratings, reserves and limits come from this configuration.
   public func simulatedScenario() throws(InputError) -> Scenario {
     guard let directory = plant.scenario else {
       throw InputError(source: source, field: "plant.scenario", message: "missing")
     }
     var scenario = try Scenario.load(directory: directory)
-    for c in scenario.site.chargers where !site.chargers.contains(c) {
+    for c in scenario.site.chargers where site.chargerIndex(id: c.id) == nil {
       throw InputError(
         source: source, field: "chargers",
-        message: "the scenario's charger \(c.id) (\(directory)) is not configured here with the same ratings")
+        message: "the scenario \(directory) has charger \(c.id), which is not configured here")
     }
-    for v in scenario.site.vehicles where !site.vehicles.contains(v) {
+    for v in scenario.site.vehicles where site.vehicleIndex(id: v.id) == nil {
       throw InputError(
         source: source, field: "vehicles",
-        message: "the scenario's vehicle \(v.id) (\(directory)) is not configured here with the same battery and reserve")
+        message: "the scenario \(directory) has vehicle \(v.id), which is not configured here")
     }
     if let start = plant.startMinute, start >= scenario.durationMinutes {
       throw InputError(
@@ -158,11 +159,18 @@ extension SiteConfiguration {
     }
     // The configuration is the one source of truth for the site; the scenario supplies
     // only what happens there. Re-index its sessions onto the configured chargers.
-    let remapped = scenario.sessions.map { s -> Session in
-      var s = s
-      s.charger = site.chargerIndex(id: scenario.site.chargers[s.charger].id)!
-      s.vehicle = site.vehicleIndex(id: scenario.site.vehicles[s.vehicle].id)!
-      return s
+    var remapped: [Session] = []
+    remapped.reserveCapacity(scenario.sessions.count)
+    for var session in scenario.sessions {
+      session.charger = site.chargerIndex(id: scenario.site.chargers[session.charger].id)!
+      session.vehicle = site.vehicleIndex(id: scenario.site.vehicles[session.vehicle].id)!
+      let vehicle = site.vehicles[session.vehicle]
+      if max(session.arriveKWh, session.departMinKWh) > vehicle.batteryKWh {
+        throw InputError(
+          source: source, field: "vehicles",
+          message: "\(vehicle.id)'s \(vehicle.batteryKWh) kWh battery is smaller than its session on line \(session.line) of the scenario's sessions.csv needs")
+      }
+      remapped.append(session)
     }
     scenario.sessions = remapped
     scenario.site = site

@@ -114,7 +114,10 @@ public struct Controller: SitePolicy {
 
     let envs = envelopes(s, floor: { $0.reserveFloorKWh })
     var setpoints = Array(repeating: 0.0, count: n)
-    for (i, env) in envs { setpoints[i] = env.mustChargeKW }
+    // Outside events every vehicle charges at least at its pace: a need spread over the
+    // stay adds a little to the peak, a need left to the last moment adds a charger's
+    // full power. In an event only what departures strictly require.
+    for (i, env) in envs { setpoints[i] = activeEvent == nil ? max(env.mustChargeKW, env.paceKW) : env.mustChargeKW }
     let mustTotal = setpoints.reduce(0, +)
 
     // The import the rest of this demand interval may average and still end it at target.
@@ -158,9 +161,11 @@ public struct Controller: SitePolicy {
         // Shave: discharge what vehicles can spare to bring the interval back to target,
         // never exporting.
         let deficit = min(-headroom, building + mustTotal + site.exportLimitKW)
+        // Only energy above a vehicle's departure need is lent for shaving: what is taken
+        // below it must be put back before the vehicle leaves, at a time that may well
+        // make the next peak.
         let donors = envs.filter { env in
-          guard env.1.mustChargeKW == 0, env.1.maxDischargeKW > 0,
-            let v = s.chargers[env.0].vehicle
+          guard setpoints[env.0] == 0, env.1.surplusDischargeKW > 0, let v = s.chargers[env.0].vehicle
           else { return false }
           // Keep energy promised to an announced event.
           if let e = upcoming, v.departureTime > e.startTime {
@@ -168,11 +173,11 @@ public struct Controller: SitePolicy {
           }
           return true
         }
-        let available = donors.reduce(0) { $0 + $1.1.maxDischargeKW }
+        let available = donors.reduce(0) { $0 + $1.1.surplusDischargeKW }
         if available > 0 {
           let share = min(1, deficit / available)
           for (i, env) in donors {
-            setpoints[i] = -env.maxDischargeKW * share
+            setpoints[i] = -env.surplusDischargeKW * share
           }
         }
       }

@@ -10,6 +10,12 @@ public struct VehicleEnvelope: Sendable, Hashable {
   public var maxChargeKW: Double
   /// The most it may discharge this step (a positive number of kW), 0 when it must charge.
   public var maxDischargeKW: Double
+  /// The steady power that would bring it to its departure need just in time (by the
+  /// departure less the margin), kW >= 0. Charging at this pace spreads a need over the
+  /// whole stay instead of leaving it to a full-power rush before departure.
+  public var paceKW: Double
+  /// The most it may discharge without dipping below its departure need (nor its floor).
+  public var surplusDischargeKW: Double
 
   /// Margins that make a plan robust; `.physical` has none.
   public struct Margins: Sendable, Hashable {
@@ -44,12 +50,18 @@ public struct VehicleEnvelope: Sendable, Hashable {
     let must = (deficitNow - laterIntoBattery) / (eta * h)
     mustChargeKW = min(maxChargeKW, max(0, must))
 
+    let hoursToDeadline = max(h, (v.departureTime - margins.departureMarginSeconds - t) / 3600)
+    paceKW = min(maxChargeKW, max(0, deficitNow / (eta * hoursToDeadline)))
+
     if mustChargeKW > 0 {
       maxDischargeKW = 0
+      surplusDischargeKW = 0
     } else {
       // Lowest energy the battery may end this step at.
       let lowest = max(floorKWh, v.departureNeedKWh - laterIntoBattery, 0)
       maxDischargeKW = max(0, min(c.maxDischargeKW, (v.energyKWh - lowest) * eta / h))
+      let keep = max(floorKWh, v.departureNeedKWh, 0)
+      surplusDischargeKW = max(0, min(maxDischargeKW, (v.energyKWh - keep) * eta / h))
     }
   }
 }

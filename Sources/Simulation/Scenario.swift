@@ -55,6 +55,35 @@ public struct Scenario: Sendable {
   }
 }
 
+/// The whole of scenario.json as the reader understands it, re-encoded to spot keys it
+/// does not know (a typo in a scenario would otherwise be silently ignored).
+struct ScenarioFileImage: Encodable {
+  var file: ScenarioFile
+  var site: SiteLimitsSection
+  var tariff: Tariff
+  var chargers: [ChargerSpec]
+  var vehicles: [VehicleSpec]
+
+  init(file: ScenarioFile, doc: StructuredDocument) throws(InputError) {
+    self.file = file
+    site = try doc.decode(SiteLimitsSection.self, key: "site")
+    tariff = try doc.decode(Tariff.self, key: "tariff")
+    chargers = try doc.decode([ChargerSpec].self, key: "chargers")
+    vehicles = try doc.decode([VehicleSpec].self, key: "vehicles")
+  }
+
+  func encode(to encoder: any Encoder) throws {
+    try file.encode(to: encoder)
+    var c = encoder.container(keyedBy: Keys.self)
+    try c.encode(site, forKey: .site)
+    try c.encode(tariff, forKey: .tariff)
+    try c.encode(chargers, forKey: .chargers)
+    try c.encode(vehicles, forKey: .vehicles)
+  }
+
+  enum Keys: String, CodingKey { case site, tariff, chargers, vehicles }
+}
+
 /// The scenario.json keys.
 struct ScenarioFile: Codable {
   var format: String
@@ -130,6 +159,8 @@ extension Scenario {
       "must be a multiple of interval_minutes (\(file.intervalMinutes))")
     let interval = file.intervalMinutes
     let site = try doc.siteDescription(name: file.name, demandIntervalSeconds: Double(interval) * 60)
+    // Everything decoded; now the keys nothing read (typos) are errors too.
+    if let unknown = try doc.unknownKeys(comparedWith: ScenarioFileImage(file: file, doc: doc)).first { throw unknown }
 
     var events: [DemandResponseEvent] = []
     var eventIDs: Set<String> = []
@@ -163,7 +194,7 @@ extension Scenario {
       throw doc.error(at: ["outages"], "outages at minute \(a.startMinute) and \(b.startMinute) overlap")
     }
 
-    let load = try readLoad(path: (directory as NSString).appendingPathComponent(file.loadCSV))
+    let load = try readLoad(path: (directory as NSString).appendingPathComponent(file.loadCSV), intervalMinutes: interval)
     let sessions = try readSessions(
       path: (directory as NSString).appendingPathComponent(file.sessionsCSV), site: site,
       intervalMinutes: interval)
@@ -174,13 +205,16 @@ extension Scenario {
       outages: outages)
   }
 
-  static func readLoad(path: String) throws(InputError) -> [(minute: Int, kW: Double)] {
+  static func readLoad(path: String, intervalMinutes: Int) throws(InputError) -> [(minute: Int, kW: Double)] {
     let table = try CSVTable(path: path, expectedColumns: ["minute", "building_kw"])
     var load: [(minute: Int, kW: Double)] = []
     load.reserveCapacity(table.rows.count)
     for row in table.rows {
       let minute = try table.integer(row, 0)
       let kW = try table.number(row, 1)
+      if minute % intervalMinutes != 0 {
+        throw table.error(line: row.line, column: 0, "\(minute) is not a multiple of interval_minutes (\(intervalMinutes))")
+      }
       if load.isEmpty && minute != 0 {
         throw table.error(line: row.line, column: 0, "the first row must be minute 0, not \(minute)")
       }

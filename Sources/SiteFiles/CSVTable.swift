@@ -19,12 +19,18 @@ public struct CSVTable: Sendable {
     self.columns = expectedColumns
     var lineNumber = 0
     var sawHeader = false
-    // Split on bytes: Swift treats "\r\n" as one Character, so a Character split would
-    // miss Windows line ends.
-    for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+    // Split on bytes of a plain array: Swift treats "\r\n" as one Character, and slices of a
+    // String's views that end inside it keep the "\r" whatever one drops.
+    let bytes = Array(text.utf8)
+    var lineStart = 0
+    while lineStart <= bytes.count {
+      var lineEnd = lineStart
+      while lineEnd < bytes.count && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+      var contentEnd = lineEnd
+      if contentEnd > lineStart && bytes[contentEnd - 1] == UInt8(ascii: "\r") { contentEnd -= 1 }
+      let line = Substring(String(decoding: bytes[lineStart..<contentEnd], as: UTF8.self))
+      lineStart = lineEnd + 1
       lineNumber += 1
-      let bytes = rawLine.last == UInt8(ascii: "\r") ? rawLine.dropLast() : rawLine
-      let line = Substring(bytes)
       if line.allSatisfy({ $0 == " " }) { continue }
       let fields = line.split(separator: ",", omittingEmptySubsequences: false).map {
         $0.trimmingSpaces()

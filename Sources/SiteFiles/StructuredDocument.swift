@@ -45,7 +45,16 @@ public struct StructuredDocument {
     } catch let error as InputError {
       throw error
     } catch let error as YamlError {
-      throw InputError(source: source, line: yamlErrorLine(error), message: "not valid YAML: \(yamlErrorReason(error))")
+      var line = yamlErrorLine(error)
+      if case .duplicatedKeysInMapping(let duplicates, let context) = error, let key = duplicates.first {
+        // Yams marks the mapping; the fix goes where the key is written the second time.
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let repeats = lines.indices.filter { $0 + 1 >= context.mark.line }.filter {
+          lines[$0].drop { $0 == " " || $0 == "-" }.hasPrefix("\(key):")
+        }
+        if repeats.count >= 2 { line = repeats[1] + 1 }
+      }
+      throw InputError(source: source, line: line, message: "not valid YAML: \(yamlErrorReason(error))")
     } catch {
       throw InputError(source: source, message: "could not be parsed: \(error)")
     }
@@ -176,9 +185,14 @@ public struct StructuredDocument {
     switch error {
     case .keyNotFound(let key, let context):
       let parent = components(context.codingPath)
+      if let typo = similarKey(to: key.stringValue, under: parent) {
+        return self.error(at: parent + [typo], "unknown key; did you mean '\(key.stringValue)'?")
+      }
       return self.error(at: parent + [key.stringValue], "missing; add `\(key.stringValue): ...`")
     case .typeMismatch(let type, let context):
-      return self.error(at: components(context.codingPath), "expected \(Self.describeType(type)); \(context.debugDescription)")
+      let path = components(context.codingPath)
+      let found = node(at: path).map(Self.describeFound) ?? "something else"
+      return self.error(at: path, "expected \(Self.describeType(type)), found \(found)")
     case .valueNotFound(let type, let context):
       return self.error(at: components(context.codingPath), "expected \(Self.describeType(type)), found nothing")
     case .dataCorrupted(let context):
@@ -186,6 +200,39 @@ public struct StructuredDocument {
     @unknown default:
       return InputError(source: source, message: "\(error)")
     }
+  }
+
+  /// The node at a path, if there is one.
+  func node(at path: [String]) -> Node? {
+    var node = root
+    for component in path {
+      if let index = Int(component), case .sequence(let seq) = node {
+        guard index < seq.count else { return nil }
+        node = seq[index]
+      } else if case .mapping(let map) = node, let next = map[component] {
+        node = next
+      } else {
+        return nil
+      }
+    }
+    return node
+  }
+
+  static func describeFound(_ node: Node) -> String {
+    switch node {
+    case .scalar(let scalar): return "'\(scalar.string.prefix(60))'"
+    case .mapping: return "a mapping"
+    case .sequence: return "a list"
+    case .alias: return "an alias"
+    }
+  }
+
+  /// A key under `parent` that is not `key` but close to it (a typo), if there is one.
+  func similarKey(to key: String, under parent: [String]) -> String? {
+    guard case .mapping(let map)? = node(at: parent) else { return nil }
+    let candidates = map.keys.compactMap(\.string).filter { $0 != key }
+    return candidates.min { editDistance($0, key) < editDistance($1, key) }
+      .flatMap { editDistance($0, key) <= max(2, key.count / 4) ? $0 : nil }
   }
 
   static func describeType(_ type: Any.Type) -> String {
@@ -283,6 +330,9 @@ private func jsonErrorLine(_ error: any Error, text: String) -> Int? {
   if index == nil, let range = description.range(of: #"character (\d+)"#, options: .regularExpression) {
     index = Int(description[range].dropFirst(10))
   }
+  if description.localizedCaseInsensitiveContains("end of file") || description.localizedCaseInsensitiveContains("unexpected end") {
+    return text.utf8.reduce(1) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) } - (text.hasSuffix("\n") ? 1 : 0)
+  }
   if let index {
     let prefix = text.utf8.prefix(index)
     return prefix.reduce(1) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
@@ -294,16 +344,39 @@ private func yamlErrorLine(_ error: YamlError) -> Int? {
   switch error {
   case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
     return mark.line
+  case .duplicatedKeysInMapping(_, let context):
+    return context.mark.line
   default:
     return nil
   }
 }
 
+/// The problem in one line: Yams' own descriptions carry the whole document as context.
 private func yamlErrorReason(_ error: YamlError) -> String {
   switch error {
   case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
     return problem
+  case .duplicatedKeysInMapping(let duplicates, _):
+    return "the key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) appears twice in one mapping"
+  case .reader(let problem, _, _, _):
+    return problem
   default:
-    return "\(error)"
+    return String(describing: error).split(separator: "\n").first.map(String.init) ?? "unreadable"
   }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+func editDistance(_ a: String, _ b: String) -> Int {
+  let a = Array(a)
+  let b = Array(b)
+  if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+  var previous = Array(0...b.count)
+  for i in 1...a.count {
+    var current = [i] + Array(repeating: 0, count: b.count)
+    for j in 1...b.count {
+      current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.count]
 }

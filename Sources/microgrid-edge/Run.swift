@@ -34,8 +34,12 @@ struct Run: AsyncParsableCommand {
     try exitOnInputError {
       loaded = try SiteConfigurationFile.load(path: config, environment: ProcessInfo.processInfo.environment)
       let scenario = try loaded.configuration.simulatedScenario()
-      scenarioSite = SimulatedSiteIO(
-        scenario: scenario, startMinute: startMinute ?? loaded.configuration.plant.startMinute ?? 0)
+      let start = startMinute ?? loaded.configuration.plant.startMinute ?? 0
+      guard start >= 0, start < scenario.durationMinutes else {
+        throw InputError(
+          source: "--start-minute", message: "\(start) is outside the scenario's 0..<\(scenario.durationMinutes) minutes")
+      }
+      scenarioSite = SimulatedSiteIO(scenario: scenario, startMinute: start)
       if let stopAfter {
         guard let seconds = parseDuration(stopAfter) else {
           throw InputError(source: "--stop-after", message: "'\(stopAfter)' is not a duration like 90s, 30m or 6h")

@@ -44,6 +44,10 @@ struct Simulate: ParsableCommand {
         throw InputError(source: "--step", message: "\(step) s does not divide the \(Int(scenario.intervalSeconds)) s demand interval")
       }
       job.stepSeconds = step
+      if let minutes, minutes <= 0 || minutes % scenario.intervalMinutes != 0 {
+        throw InputError(
+          source: "--minutes", message: "\(minutes) is not a positive multiple of the \(scenario.intervalMinutes)-minute interval")
+      }
       job.untilMinute = minutes
       job.sampleTimingEvery = timeEvery
       let bar = ProgressBar(title: scenario.name)

@@ -136,10 +136,19 @@ struct ConfigurationTests {
     #expect(e.line == line(of: replace.trimmingCharacters(in: .whitespaces), in: text), "\(e)")
   }
 
-  @Test("a scenario that does not match the configured site is refused")
-  func mismatchedScenario() throws {
-    let text = try exampleText().replacingOccurrences(of: "    max_discharge_kw: 60\n", with: "    max_discharge_kw: 50\n")
-    let loaded = try load(text)
-    #expect(throws: InputError.self) { try loaded.configuration.simulatedScenario() }
+  @Test("the scenario must name only configured chargers and vehicles; ratings come from the configuration")
+  func scenarioAgainstSite() throws {
+    let renamed = try load(try exampleText().replacingOccurrences(of: "- id: C4", with: "- id: C9"))
+    do {
+      _ = try renamed.configuration.simulatedScenario()
+      Issue.record("a scenario naming an unconfigured charger was accepted")
+    } catch {
+      #expect(error.message.contains("charger C4"))
+    }
+    let derated = try load(try exampleText(), environment: ["MGE_CHARGERS__0__MAX_CHARGE_KW": "50"])
+    let scenario = try derated.configuration.simulatedScenario()
+    #expect(scenario.site.chargers[0].maxChargeKW == 50)
+    let smallBattery = try load(try exampleText(), environment: ["MGE_VEHICLES__0__BATTERY_KWH": "40"])
+    #expect(throws: InputError.self) { _ = try smallBattery.configuration.simulatedScenario() }
   }
 }

@@ -66,64 +66,12 @@ def write_json(path, data):
         f.write("\n")
 
 
-# ---------------------------------------------------------------------------
-# The independent trace checker.
-#
-# bench/check_trace.py computes each interval's building demand with `building_mean`,
-# which walks the whole load table for every interval: 35040 x 8760 iterations, about
-# three minutes per full-year scenario. The tests run the checker unchanged except for
-# that one function, replaced by `fast_building_mean`, which visits only the load rows
-# that overlap the interval, in the same order, and so returns bit-identical floats
-# (test_scenarios.py::test_fast_building_mean_matches_the_checkers_own checks that).
-# Set MGE_FULL_CHECKER=1 to run the checker exactly as shipped instead.
-# ---------------------------------------------------------------------------
-
-_FAST_WRAPPER = r"""
-import bisect, importlib.util, sys
-spec = importlib.util.spec_from_file_location("check_trace", sys.argv[1])
-ct = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ct)
-_minutes = {}
-def fast_building_mean(load, start, length):
-    mins = _minutes.get(id(load))
-    if mins is None or len(mins) != len(load):
-        mins = _minutes[id(load)] = [m for m, _ in load]
-    i = max(0, bisect.bisect_right(mins, start) - 1)
-    total = 0.0
-    stop = start + length
-    while i < len(load) and load[i][0] < stop:
-        m, kw = load[i]
-        end = load[i + 1][0] if i + 1 < len(load) else float("inf")
-        lo, hi = max(m, start), min(end, stop)
-        if hi > lo:
-            total += kw * (hi - lo)
-        i += 1
-    return total / length
-ct.fast_building_mean = fast_building_mean
-if __name__ == "__main__":
-    ct.building_mean = fast_building_mean
-    sys.exit(ct.main(["check_trace.py"] + sys.argv[2:]))
-"""
-
-
-def load_checker_module():
-    """bench/check_trace.py as a module, with `fast_building_mean` attached (not installed)."""
-    namespace = {"__name__": "mge_fast_checker"}
-    saved = sys.argv
-    try:
-        sys.argv = ["wrapper", str(CHECK_TRACE)]
-        exec(compile(_FAST_WRAPPER, "fast_checker_wrapper", "exec"), namespace)
-    finally:
-        sys.argv = saved
-    return namespace["ct"]
+# The independent trace checker (bench/check_trace.py), run as shipped.
 
 
 def check_trace(scenario_dir, trace_dir, timeout=600):
     """Run the independent checker with --json. Returns (CompletedProcess, parsed JSON or None)."""
-    if os.environ.get("MGE_FULL_CHECKER") == "1":
-        cmd = [sys.executable, str(CHECK_TRACE), str(scenario_dir), str(trace_dir), "--json"]
-    else:
-        cmd = [sys.executable, "-c", _FAST_WRAPPER, str(CHECK_TRACE), str(scenario_dir), str(trace_dir), "--json"]
+    cmd = [sys.executable, str(CHECK_TRACE), str(scenario_dir), str(trace_dir), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
     try:
         data = json.loads(proc.stdout)

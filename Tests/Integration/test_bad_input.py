@@ -228,12 +228,8 @@ SCENARIO_CASES = [
     session_arrives_above_battery,
     session_minute_off_the_interval_grid,
     json_does_not_parse,
-    pytest.param(json_truncated, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: a scenario.json cut off before its end is reported without any line "
-        "('scenario.json: not valid JSON: Unexpected end of file during JSON parse.')"))),
-    pytest.param(load_minute_off_the_interval_grid, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: load.csv minutes are not checked against interval_minutes (minute 61 is accepted, exit 0), "
-        "although SCENARIO.md requires every minute to be a multiple of it and sessions/events/outages are checked"))),
+    json_truncated,
+    load_minute_off_the_interval_grid,
 ]
 
 
@@ -252,17 +248,15 @@ def test_scenario_that_is_a_file(tmp_path):
     assert_one_line_error(proc, Expect("scenario.json"), "scenario path is a file")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a sessions.csv with CRLF line endings is rejected with a self-contradictory message "
-    "(\"header is 'vehicle,...,depart_min_kwh', expected 'vehicle,...,depart_min_kwh'\": the \\r is kept), "
-    "while load.csv and scenario.json with CRLF endings are accepted"))
-def test_crlf_line_endings_are_accepted(tmp_path):
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_both_line_endings_are_accepted(tmp_path, ending):
+    # The shipped CSV files have CRLF endings; normalize, then write the ending under test.
     d = copy_scenario(BASE, tmp_path / "scenario")
     for name in ("load.csv", "sessions.csv"):
         p = d / name
-        p.write_bytes(p.read_bytes().replace(b"\n", b"\r\n"))
+        p.write_bytes(p.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", ending))
     proc = run(["simulate", d, "--out", tmp_path / "out", "--minutes", 1440])
-    assert proc.returncode == 0, f"expected CSV files with CRLF line endings to be read like LF ones\n{describe(proc)}"
+    assert proc.returncode == 0, f"expected CSV files with {ending!r} line endings to be read\n{describe(proc)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,10 +332,6 @@ def test_config_unknown_top_level_key(config):
                           "unknown top-level key")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: when a required key is misspelled (import_limit_kw -> import_limt_kw) the error is "
-    "'site.import_limit_kw: missing' at the line of `site:`; the unknown key the user actually wrote, "
-    "and its line, are not named"))
 def test_config_misspelled_required_key(config):
     line = replace_line(config, "  import_limit_kw:", "  import_limt_kw: 859")
     assert_one_line_error(run(["check-config", config]), Expect(config.name, line, ["import_limt_kw"]),
@@ -360,9 +350,6 @@ def test_config_wrong_type_in_list(config):
                           "wrong type in a list entry")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a duplicated YAML key gives a multi-line stderr (the YAML library's message with a 'Context:' "
-    "excerpt) and no line number in the prefix, instead of one 'file:line: ...' line"))
 def test_config_duplicate_key(config):
     line = insert_after(config, "  import_limit_kw:", "  import_limit_kw: 900")
     assert_one_line_error(run(["check-config", config]), Expect(config.name, line, ["import_limit_kw"]),
@@ -407,11 +394,6 @@ def test_config_good_list_override(config):
     assert proc.returncode == 0, f"expected list-index overrides with unchanged values to be accepted\n{describe(proc)}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the override shown in README.md and in the example configurations' header, "
-    "MGE_CHARGERS__0__MAX_CHARGE_KW=50, is rejected for them (their simulated plant's scenario rates C1 at "
-    "60 kW) with 'site.yaml: chargers: the scenario's charger C1 ... is not configured here with the same "
-    "ratings', a message that blames the file and does not name the environment variable"))
 def test_documented_list_override(config):
     var = "MGE_CHARGERS__0__MAX_CHARGE_KW"
     proc = run(["check-config", config], env={var: "50"})
@@ -444,9 +426,6 @@ def test_start_minute_past_the_scenario_in_config(config):
     assert_one_line_error(proc, Expect(config.name, None, ["start_minute"]), "plant.start_minute past the end")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: `run --start-minute 99999999` is accepted and runs the plant in the year 2213 (exit 0), although "
-    "plant.start_minute=99999999 in the configuration or environment is rejected as past the scenario's end"))
 def test_run_start_minute_past_the_scenario(config):
     proc = run(["run", "--config", config, "--start-minute", "99999999", "--speed", "3600", "--stop-after", "1m"],
                timeout=30)
@@ -465,9 +444,6 @@ def test_simulate_step_not_dividing_the_interval(tmp_path):
     assert_one_line_error(proc, Expect("--step"), "--step 7")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (contract): command-line usage errors come from swift-argument-parser with exit status 64 and a "
-    "multi-line usage text, not exit 2 and one 'microgrid-edge: error:' line"))
 @pytest.mark.parametrize("args", [
     ["simulate", "scenarios/school-buses-chicago", "--out", "OUT", "--minutes", "abc"],
     ["simulate", "scenarios/school-buses-chicago", "--out", "OUT", "--bogus"],

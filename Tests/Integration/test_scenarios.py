@@ -1,12 +1,13 @@
 """Full-year simulations of the three shared scenarios, checked by the independent checker."""
 import csv
+import importlib.util
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from mge_helpers import (SCENARIOS, SCENARIO_NAMES, check_trace, describe, load_checker_module, read_json,
+from mge_helpers import (CHECK_TRACE, SCENARIOS, SCENARIO_NAMES, check_trace, describe, read_json,
                          simulate)
 
 COST_TOLERANCE = 5.0  # dollars
@@ -102,16 +103,27 @@ def test_chart_is_html_with_svg(year):
     assert "<svg" in text, f"expected chart.html ({len(text)} chars) to contain an <svg> element"
 
 
-def test_fast_building_mean_matches_the_checkers_own():
-    """The checker runs with a faster but equivalent `building_mean`; make sure it is bit-identical."""
-    ct = load_checker_module()
+def test_checker_building_mean_matches_a_full_scan():
+    """The checker bisects into the load table; it must agree with integrating every row."""
+    spec = importlib.util.spec_from_file_location("check_trace", str(CHECK_TRACE))
+    ct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct)
+
+    def full_scan(load, start, length):
+        total = 0.0
+        for i, (m, kw) in enumerate(load):
+            end = load[i + 1][0] if i + 1 < len(load) else float("inf")
+            lo, hi = max(m, start), min(end, start + length)
+            if hi > lo:
+                total += kw * (hi - lo)
+        return total / length
+
     rng = random.Random(1547)
     for name in SCENARIO_NAMES:
         _, load, _ = ct.load_scenario(str(SCENARIOS / name))
         starts = list(range(0, 600, 15)) + [rng.randrange(0, 35040) * 15 for _ in range(40)] + [525585, 525600]
         for start in starts:
-            for length in (15, 7):
-                want = ct.building_mean(load, start, length)
-                got = ct.fast_building_mean(load, start, length)
-                assert got == want, (f"{name}: fast building_mean({start}, {length}) = {got!r}, "
-                                     f"the checker's own gives {want!r}")
+            for length in (15, 7, 90):
+                want = full_scan(load, start, length)
+                got = ct.building_mean(load, start, length)
+                assert abs(got - want) < 1e-9, f"{name}: building_mean({start}, {length}) = {got!r}, a full scan gives {want!r}"

@@ -22,6 +22,12 @@ public struct ControlSettings: Sendable, Hashable, Codable {
   /// when it starts are charged to hold this many hours of their charger's discharge power
   /// above their departure need.
   public var eventPrechargeHours: Double = 3
+  /// Peak shaving may take a vehicle below its departure need only as far as recharging at
+  /// this share of its charger's power can put back before it leaves (0: never below).
+  public var shavingRechargeFraction: Double = 0.25
+  /// How much of the headroom that last week's load promises before a departure the
+  /// controller counts on; the rest of a need is charged at a steady pace from now.
+  public var valleyConfidence: Double = 0.2
 
   public init() {}
 
@@ -32,6 +38,8 @@ public struct ControlSettings: Sendable, Hashable, Codable {
     case outageAssumedRemainingSeconds = "outage_assumed_remaining_seconds"
     case initialTargetFraction = "initial_target_fraction"
     case eventPrechargeHours = "event_precharge_hours"
+    case shavingRechargeFraction = "shaving_recharge_fraction"
+    case valleyConfidence = "valley_confidence"
   }
 
   /// Every key is optional in a file: what is left out keeps its default.
@@ -48,6 +56,8 @@ public struct ControlSettings: Sendable, Hashable, Codable {
       .outageAssumedRemainingSeconds, d.outageAssumedRemainingSeconds)
     initialTargetFraction = try value(.initialTargetFraction, d.initialTargetFraction)
     eventPrechargeHours = try value(.eventPrechargeHours, d.eventPrechargeHours)
+    shavingRechargeFraction = try value(.shavingRechargeFraction, d.shavingRechargeFraction)
+    valleyConfidence = try value(.valleyConfidence, d.valleyConfidence)
   }
 
   /// Range checks a decoder cannot express, as (key, problem) pairs.
@@ -67,6 +77,10 @@ public struct ControlSettings: Sendable, Hashable, Codable {
       p.append(("initial_target_fraction", "must be between 0 and 2"))
     }
     if !(eventPrechargeHours >= 0) { p.append(("event_precharge_hours", "must be 0 or more")) }
+    if !(valleyConfidence >= 0 && valleyConfidence <= 1) { p.append(("valley_confidence", "must be between 0 and 1")) }
+    if !(shavingRechargeFraction >= 0 && shavingRechargeFraction <= 1) {
+      p.append(("shaving_recharge_fraction", "must be between 0 and 1"))
+    }
     return p
   }
 }

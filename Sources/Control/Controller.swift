@@ -18,6 +18,8 @@ public struct Controller: SitePolicy {
   public private(set) var safetyMemory = SafetyFilter.Memory()
   public private(set) var loadHistory: LoadHistory
   private let safety: SafetyFilter
+  /// Cumulative forecast headroom under the target, by intervals ahead (see `pace`).
+  private var headroomCache: (interval: Int, target: Double, prefix: [Double]) = (-1, -1, [])
   private let planMargins: VehicleEnvelope.Margins
 
   public init(site: SiteDescription, settings: ControlSettings = ControlSettings()) {
@@ -29,7 +31,8 @@ public struct Controller: SitePolicy {
       outageAssumedRemainingSeconds: settings.outageAssumedRemainingSeconds)
     self.planMargins = VehicleEnvelope.Margins(
       departureMarginSeconds: settings.departureMarginSeconds,
-      chargeRateFraction: settings.plannedChargeRateFraction)
+      chargeRateFraction: settings.plannedChargeRateFraction,
+      shavingRechargeFraction: settings.shavingRechargeFraction)
   }
 
   public mutating func step(_ s: Snapshot) -> Decisions {
@@ -104,7 +107,7 @@ public struct Controller: SitePolicy {
     return max(s.meter.monthPeakKW, settings.initialTargetFraction * loadHistory.peakKW)
   }
 
-  private func dispatchOnGrid(_ s: Snapshot, mayDischarge: Bool) -> Decisions {
+  private mutating func dispatchOnGrid(_ s: Snapshot, mayDischarge: Bool) -> Decisions {
     let n = site.chargers.count
     let h = s.periodSeconds / 3600
     let building = max(0, s.buildingDemandKW)
@@ -117,7 +120,14 @@ public struct Controller: SitePolicy {
     // Outside events every vehicle charges at least at its pace: a need spread over the
     // stay adds a little to the peak, a need left to the last moment adds a charger's
     // full power. In an event only what departures strictly require.
-    for (i, env) in envs { setpoints[i] = activeEvent == nil ? max(env.mustChargeKW, env.paceKW) : env.mustChargeKW }
+    let needy = envs.reduce(0) { $0 + ($1.1.paceKW > 0 ? 1 : 0) }
+    for (i, env) in envs {
+      guard activeEvent == nil, env.paceKW > env.mustChargeKW, let v = s.chargers[i].vehicle else {
+        setpoints[i] = env.mustChargeKW
+        continue
+      }
+      setpoints[i] = max(env.mustChargeKW, pace(v, charger: site.chargers[i], env: env, time: s.time, target: demandTarget(s), sharedBy: needy))
+    }
     let mustTotal = setpoints.reduce(0, +)
 
     // The import the rest of this demand interval may average and still end it at target.
@@ -161,9 +171,9 @@ public struct Controller: SitePolicy {
         // Shave: discharge what vehicles can spare to bring the interval back to target,
         // never exporting.
         let deficit = min(-headroom, building + mustTotal + site.exportLimitKW)
-        // Only energy above a vehicle's departure need is lent for shaving: what is taken
-        // below it must be put back before the vehicle leaves, at a time that may well
-        // make the next peak.
+        // Energy below a vehicle's departure need is lent for shaving only as far as a
+        // gentle recharge can put it back: a deep loan must be repaid at full power before
+        // the vehicle leaves, at a time that may well make the next peak.
         let donors = envs.filter { env in
           guard setpoints[env.0] == 0, env.1.surplusDischargeKW > 0, let v = s.chargers[env.0].vehicle
           else { return false }
@@ -183,6 +193,43 @@ public struct Controller: SitePolicy {
       }
     }
     return Decisions(setpointsKW: setpoints, mode: mode, demandTargetKW: target)
+  }
+
+  /// How fast a vehicle should charge now, whatever the headroom: the need that last
+  /// week's load says the valleys before its departure will not cover (its share of
+  /// them), spread evenly over its stay. A need left to the last moment would be charged
+  /// at full power, and likely on a peak; spread, it adds a little.
+  private mutating func pace(
+    _ v: PluggedVehicle, charger: ChargerSpec, env: VehicleEnvelope, time: Double, target: Double, sharedBy: Int
+  ) -> Double {
+    let deadline = v.departureTime - settings.departureMarginSeconds
+    let hours = (deadline - time) / 3600
+    guard hours > 0 else { return env.paceKW }
+    let valleyKWh = forecastHeadroomKWh(until: deadline, from: time, target: target) / Double(max(1, sharedBy))
+    let expected = min(valleyKWh * settings.valleyConfidence, charger.maxChargeKW * hours) * charger.efficiency
+    let uncovered = v.departureNeedKWh - v.energyKWh - expected
+    return min(env.maxChargeKW, max(0, uncovered / (charger.efficiency * hours)))
+  }
+
+  /// Energy that fits under `target` from now until `end`, by last week's load, kWh.
+  /// Kept per interval and target: it changes only when either does.
+  private mutating func forecastHeadroomKWh(until end: Double, from time: Double, target: Double) -> Double {
+    guard let current = loadHistory.currentInterval else { return 0 }
+    let L = site.demandIntervalSeconds
+    if headroomCache.interval != current || headroomCache.target != target {
+      var prefix = [0.0]
+      prefix.reserveCapacity(loadHistory.capacity + 1)
+      var sum = 0.0
+      for k in 1...loadHistory.capacity {
+        guard let load = loadHistory.forecast(intervalsAhead: k) else { break }
+        sum += max(0, target - load) * L / 3600
+        prefix.append(sum)
+      }
+      headroomCache = (current, target, prefix)
+    }
+    let ahead = Int(((end / L).rounded(.down))) - current
+    guard ahead >= 1, headroomCache.prefix.count > 1 else { return 0 }
+    return headroomCache.prefix[min(ahead, headroomCache.prefix.count - 1)]
   }
 
   /// The energy a vehicle should hold: its departure need, or, before an announced event

@@ -39,6 +39,17 @@ public struct LoadHistory: Sendable, Hashable {
     currentSeconds = 0
   }
 
+  /// The building's demand `ahead` intervals after the one under way, forecast as the
+  /// same interval a week earlier; nil until a full week has been seen.
+  public func forecast(intervalsAhead ahead: Int) -> Double? {
+    guard means.count == capacity, ahead >= 1, ahead <= capacity else { return nil }
+    // `next` is the oldest slot: the interval one week before the one under way, plus one.
+    return means[(next + ahead - 1) % capacity]
+  }
+
+  /// Index of the interval under way (nil before the first record).
+  public var currentInterval: Int? { currentIndex }
+
   /// The highest interval mean over the window, including the interval under way.
   public var peakKW: Double {
     let running = currentSeconds > 0 ? currentSumKWs / currentSeconds : 0

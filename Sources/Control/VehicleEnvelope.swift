@@ -14,17 +14,21 @@ public struct VehicleEnvelope: Sendable, Hashable {
   /// departure less the margin), kW >= 0. Charging at this pace spreads a need over the
   /// whole stay instead of leaving it to a full-power rush before departure.
   public var paceKW: Double
-  /// The most it may discharge without dipping below its departure need (nor its floor).
+  /// The most it may lend for peak shaving: down to its floor, and below its departure
+  /// need only as far as a gentle recharge (`margins.shavingRechargeFraction` of the
+  /// charger's power) can put back before it leaves.
   public var surplusDischargeKW: Double
 
   /// Margins that make a plan robust; `.physical` has none.
   public struct Margins: Sendable, Hashable {
     public var departureMarginSeconds: Double
     public var chargeRateFraction: Double
-    public static let physical = Margins(departureMarginSeconds: 0, chargeRateFraction: 1)
-    public init(departureMarginSeconds: Double, chargeRateFraction: Double) {
+    public var shavingRechargeFraction: Double
+    public static let physical = Margins(departureMarginSeconds: 0, chargeRateFraction: 1, shavingRechargeFraction: 0)
+    public init(departureMarginSeconds: Double, chargeRateFraction: Double, shavingRechargeFraction: Double) {
       self.departureMarginSeconds = departureMarginSeconds
       self.chargeRateFraction = chargeRateFraction
+      self.shavingRechargeFraction = shavingRechargeFraction
     }
   }
 
@@ -60,7 +64,8 @@ public struct VehicleEnvelope: Sendable, Hashable {
       // Lowest energy the battery may end this step at.
       let lowest = max(floorKWh, v.departureNeedKWh - laterIntoBattery, 0)
       maxDischargeKW = max(0, min(c.maxDischargeKW, (v.energyKWh - lowest) * eta / h))
-      let keep = max(floorKWh, v.departureNeedKWh, 0)
+      let gentleRecharge = c.maxChargeKW * eta * margins.shavingRechargeFraction * hoursAfter
+      let keep = max(floorKWh, v.departureNeedKWh - gentleRecharge, lowest)
       surplusDischargeKW = max(0, min(maxDischargeKW, (v.energyKWh - keep) * eta / h))
     }
   }

@@ -29,6 +29,25 @@ struct DispatchTests {
     #expect(tiny.vehicles[1]!.energyKWh >= 50 - 1e-6)
   }
 
+  @Test("a need with no headroom to meet it is spread over the stay, not rushed at full power")
+  func needsArePaced() {
+    // A bus back from its morning route: 35 kWh short, five hours parked, the building above
+    // the month's peak the whole time.
+    var tiny = TinySite(
+      site: site, vehicles: [Fixtures.vehicle(energy: 25, departure: 5 * 3600, need: 60), nil],
+      building: { _ in 300 })
+    tiny.meter.monthPeakKW = 250
+    var c = Controller(site: site)
+    var highest = 0.0
+    while tiny.time < 5 * 3600 {
+      let d = c.step(tiny.snapshot(period: 60))
+      highest = max(highest, d.setpointsKW[0])
+      tiny.apply(d, period: 60)
+    }
+    #expect(tiny.vehicles[0]!.energyKWh >= 60 - 1e-6)
+    #expect(highest < 12, "charged at up to \(highest) kW; 35 kWh over 4.5 h needs about 8")
+  }
+
   @Test("a building spike above the month's peak is shaved from a vehicle with energy to spare")
   func shavesPeaks() {
     var tiny = TinySite(

@@ -156,7 +156,7 @@ public struct Controller: SitePolicy {
           guard let v = s.chargers[i].vehicle else { continue }
           let goal = chargeGoal(v, charger: site.chargers[i], upcoming: upcoming)
           let wantKW = min(env.maxChargeKW, max(0, (goal - v.energyKWh) / (site.chargers[i].efficiency * h)))
-          let extra = wantKW - env.mustChargeKW
+          let extra = wantKW - setpoints[i]  // on top of its must or pace
           if extra > 1e-9 {
             wants.append((i, extra, v.departureTime))
           }

@@ -106,3 +106,26 @@ struct SimulationTests {
     #expect(text(0.05) == "0.050")
   }
 }
+
+/// Wraps the controller and keeps what the safety filter had to change.
+struct InterventionCounter: SitePolicy {
+  var controller: Controller
+  var interventions: [String] = []
+  mutating func step(_ snapshot: Snapshot) -> Decisions {
+    let d = controller.step(snapshot)
+    interventions += d.safetyInterventions.map { "minute \(Int(snapshot.time / 60)): \($0)" }
+    return d
+  }
+}
+
+@Suite("The controller's own proposals")
+struct ProposalTests {
+  @Test("in ordinary operation the safety filter has nothing to correct", arguments: ["townhall-fleet-baltimore", "school-buses-chicago"])
+  func filterIdle(name: String) throws {
+    let scenario = try Scenario.load(directory: "scenarios/\(name)")
+    var policy = InterventionCounter(controller: Controller(site: scenario.site))
+    // Three weeks of summer, with demand-response events.
+    _ = ScenarioRunner(scenario: scenario).run(&policy, untilMinute: 290_000)
+    #expect(policy.interventions.isEmpty, "\(policy.interventions.prefix(5))")
+  }
+}

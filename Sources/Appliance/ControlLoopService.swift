@@ -83,13 +83,16 @@ public actor ControlLoopService: Service {
     if let previous = lastDecisions, previous.mode != d.mode {
       logger.notice(
         "mode \(previous.mode.rawValue) → \(d.mode.rawValue)",
-        metadata: when.merging(["utility": "\(s.utilityAvailable ? "available" : "lost")", "switch": "\(s.transferSwitch.rawValue)"]) { a, _ in a })
+        metadata: when.merging([
+          "utility": "\(s.utilityAvailable ? "available" : "lost")", "switch": "\(s.transferSwitch.rawValue)",
+        ]) { a, _ in a })
     }
     if d.transferSwitch != .hold && lastDecisions?.transferSwitch != d.transferSwitch {
       logger.notice("transfer switch command \(d.transferSwitch.rawValue)", metadata: when)
     }
     if let previous = lastDecisions, previous.shedNonCriticalLoads != d.shedNonCriticalLoads {
-      logger.notice(d.shedNonCriticalLoads ? "shedding non-critical loads" : "restoring non-critical loads", metadata: when)
+      logger.notice(
+        d.shedNonCriticalLoads ? "shedding non-critical loads" : "restoring non-critical loads", metadata: when)
     }
     // The filter may act every second for a while; say so once a minute, not every step.
     if !d.safetyInterventions.isEmpty {
@@ -103,10 +106,23 @@ public actor ControlLoopService: Service {
       }
     }
     if let before = lastSnapshot {
-      for (i, (old, new)) in zip(before.chargers, s.chargers).enumerated() where old.vehicle?.vehicleID != new.vehicle?.vehicleID {
+      for (i, (old, new)) in zip(before.chargers, s.chargers).enumerated()
+      where old.vehicle?.vehicleID != new.vehicle?.vehicleID {
         let charger = controller.site.chargers[i].id
-        if let v = old.vehicle { logger.info("\(v.vehicleID) left \(charger)", metadata: when.merging(["energy_kwh": "\(rounded(v.energyKWh))", "need_kwh": "\(rounded(v.departureNeedKWh))"]) { a, _ in a }) }
-        if let v = new.vehicle { logger.info("\(v.vehicleID) plugged into \(charger)", metadata: when.merging(["energy_kwh": "\(rounded(v.energyKWh))", "need_kwh": "\(rounded(v.departureNeedKWh))"]) { a, _ in a }) }
+        if let v = old.vehicle {
+          logger.info(
+            "\(v.vehicleID) left \(charger)",
+            metadata: when.merging([
+              "energy_kwh": "\(rounded(v.energyKWh))", "need_kwh": "\(rounded(v.departureNeedKWh))",
+            ]) { a, _ in a })
+        }
+        if let v = new.vehicle {
+          logger.info(
+            "\(v.vehicleID) plugged into \(charger)",
+            metadata: when.merging([
+              "energy_kwh": "\(rounded(v.energyKWh))", "need_kwh": "\(rounded(v.departureNeedKWh))",
+            ]) { a, _ in a })
+        }
       }
       for e in s.events where !before.events.contains(e) {
         logger.notice("demand-response event \(e.id) announced", metadata: when)
@@ -114,7 +130,9 @@ public actor ControlLoopService: Service {
     }
     if lastStatus.map({ s.time - $0 >= configuration.statusEverySeconds }) ?? true {
       lastStatus = s.time
-      let setpoints = zip(controller.site.chargers, d.setpointsKW).filter { $0.1 != 0 }.map { "\($0.0.id)=\(rounded($0.1))" }
+      let setpoints = zip(controller.site.chargers, d.setpointsKW).filter { $0.1 != 0 }.map {
+        "\($0.0.id)=\(rounded($0.1))"
+      }
       logger.info(
         "status",
         metadata: when.merging([

@@ -101,8 +101,10 @@ public enum SiteConfigurationFile {
       throw document.error(at: ["control", problem.key], problem.message)
     }
     let logging = image.logging ?? SiteConfiguration.LoggingSection()
-    if let level = logging.level, !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) {
-      throw document.error(at: ["logging", "level"], "'\(level)' is not one of trace, debug, info, notice, warning, error, critical")
+    if let level = logging.level, !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level)
+    {
+      throw document.error(
+        at: ["logging", "level"], "'\(level)' is not one of trace, debug, info, notice, warning, error, critical")
     }
     if let every = logging.statusEverySeconds, !(every > 0) {
       throw document.error(at: ["logging", "status_every_seconds"], "must be above 0")
@@ -168,7 +170,9 @@ extension SiteConfiguration {
       if max(session.arriveKWh, session.departMinKWh) > vehicle.batteryKWh {
         throw InputError(
           source: source, field: "vehicles",
-          message: "\(vehicle.id)'s \(vehicle.batteryKWh) kWh battery is smaller than its session on line \(session.line) of the scenario's sessions.csv needs")
+          message:
+            "\(vehicle.id)'s \(vehicle.batteryKWh) kWh battery is smaller than its session on line \(session.line) of the scenario's sessions.csv needs"
+        )
       }
       remapped.append(session)
     }

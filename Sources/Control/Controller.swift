@@ -51,7 +51,10 @@ public struct Controller: SitePolicy {
     case .connected:
       // Discharge waits out the enter-service delay after the utility (or the appliance)
       // comes up, as the safety filter will insist.
-      d = s.inputsFresh ? dispatchOnGrid(s, mayDischarge: grid.utilityStable(at: s.time, delay: settings.enterServiceDelaySeconds)) : safeState(s)
+      d =
+        s.inputsFresh
+        ? dispatchOnGrid(s, mayDischarge: grid.utilityStable(at: s.time, delay: settings.enterServiceDelaySeconds))
+        : safeState(s)
     case .islanded, .reconnecting:
       d = Decisions(setpointsKW: island.setpointsKW, gridFormingCharger: island.formingCharger)
     case .blackout:
@@ -126,7 +129,9 @@ public struct Controller: SitePolicy {
         setpoints[i] = env.mustChargeKW
         continue
       }
-      setpoints[i] = max(env.mustChargeKW, pace(v, charger: site.chargers[i], env: env, time: s.time, target: demandTarget(s), sharedBy: needy))
+      setpoints[i] = max(
+        env.mustChargeKW,
+        pace(v, charger: site.chargers[i], env: env, time: s.time, target: demandTarget(s), sharedBy: needy))
     }
     let mustTotal = setpoints.reduce(0, +)
 

@@ -70,7 +70,8 @@ public struct GridStateMachine: Sendable, Hashable {
 
     switch state {
     case .connected:
-      return Output(transferSwitch: s.transferSwitch == .utility ? .hold : .toUtility, shed: false,
+      return Output(
+        transferSwitch: s.transferSwitch == .utility ? .hold : .toUtility, shed: false,
         mode: .gridConnected)
     case .islanded:
       return Output(transferSwitch: .toIsland, shed: true, mode: .islanded)

@@ -27,12 +27,16 @@ public enum Chart {
       """
     page += costTable(managedCost, unmanagedCost)
     page += "<h2>Monthly demand peak (15-minute interval), kW</h2>\n"
-    page += legend([("#bbb", "unmanaged (charge on arrival)"), ("#1f77b4", "with Microgrid Edge"), ("#d62728", "building alone")])
+    page += legend([
+      ("#bbb", "unmanaged (charge on arrival)"), ("#1f77b4", "with Microgrid Edge"), ("#d62728", "building alone"),
+    ])
     page += monthlyPeaks(managedCost, unmanagedCost)
     if let week = worstWeek(managed, intervalMinutes: scenario.intervalMinutes) {
       let date = (scenario.start + Double(managed.intervals[week.lowerBound].minute) * 60).date
       page += "<h2>The week with the year's highest grid peak, from \(date)</h2>\n"
-      page += legend([("#d62728", "building load"), ("#1f77b4", "grid import"), ("#2ca02c", "vehicles (+ charging, − discharging)")])
+      page += legend([
+        ("#d62728", "building load"), ("#1f77b4", "grid import"), ("#2ca02c", "vehicles (+ charging, − discharging)"),
+      ])
       page += weekPlot(Array(managed.intervals[week]), intervalMinutes: scenario.intervalMinutes)
     }
     page += "</body></html>\n"
@@ -60,7 +64,9 @@ public enum Chart {
   }
 
   static func legend(_ items: [(String, String)]) -> String {
-    "<p class=\"legend\">" + items.map { "<span><i class=\"sw\" style=\"background:\($0.0)\"></i>\(escape($0.1))</span>" }.joined() + "</p>\n"
+    "<p class=\"legend\">"
+      + items.map { "<span><i class=\"sw\" style=\"background:\($0.0)\"></i>\(escape($0.1))</span>" }.joined()
+      + "</p>\n"
   }
 
   static func costTable(_ m: CostBreakdown, _ u: CostBreakdown) -> String {
@@ -75,7 +81,8 @@ public enum Chart {
     t += row("Unserved critical load penalty", m.unservedCriticalPenalty, u.unservedCriticalPenalty)
     t += "<tr><th>Total</th><th>$\(number(u.total))</th><th>$\(number(m.total))</th></tr></table>\n"
     t += "<p>Savings: <b>$\(number(u.total - m.total))</b> a year. "
-    t += "Critical load left unserved in outages: \(number(m.unservedCriticalKWh, 1)) kWh (unmanaged: \(number(u.unservedCriticalKWh, 1)) kWh). "
+    t +=
+      "Critical load left unserved in outages: \(number(m.unservedCriticalKWh, 1)) kWh (unmanaged: \(number(u.unservedCriticalKWh, 1)) kWh). "
     t += "Energy missing at departures: \(number(m.shortfallKWh, 3)) kWh.</p>\n"
     return t
   }
@@ -90,22 +97,30 @@ public enum Chart {
     let plotH = height - bottom - 10
     let slot = (width - left) / Double(max(1, months.count))
     func y(_ v: Double) -> Double { 10 + plotH * (1 - v / top) }
-    var svg = "<svg width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\">\n"
+    var svg =
+      "<svg width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\">\n"
     svg += axis(top: top, left: left, width: width, y: y)
     for (i, month) in months.enumerated() {
       let x = left + Double(i) * slot
       let unmanaged = i < u.monthlyPeaksKW.count ? u.monthlyPeaksKW[i].peakKW : 0
       let bw = slot * 0.35
-      svg += rect(x + slot * 0.12, y(unmanaged), bw, y(0) - y(unmanaged), "#bbb", "\(month.month) unmanaged \(number(unmanaged)) kW")
-      svg += rect(x + slot * 0.12 + bw, y(month.peakKW), bw, y(0) - y(month.peakKW), "#1f77b4", "\(month.month) with Microgrid Edge \(number(month.peakKW)) kW")
-      svg += "<line x1=\"\(f(x + slot * 0.08))\" x2=\"\(f(x + slot * 0.92))\" y1=\"\(f(y(month.buildingPeakKW)))\" y2=\"\(f(y(month.buildingPeakKW)))\" stroke=\"#d62728\" stroke-width=\"2\"><title>\(month.month) building alone \(number(month.buildingPeakKW)) kW</title></line>\n"
+      svg += rect(
+        x + slot * 0.12, y(unmanaged), bw, y(0) - y(unmanaged), "#bbb",
+        "\(month.month) unmanaged \(number(unmanaged)) kW")
+      svg += rect(
+        x + slot * 0.12 + bw, y(month.peakKW), bw, y(0) - y(month.peakKW), "#1f77b4",
+        "\(month.month) with Microgrid Edge \(number(month.peakKW)) kW")
+      svg +=
+        "<line x1=\"\(f(x + slot * 0.08))\" x2=\"\(f(x + slot * 0.92))\" y1=\"\(f(y(month.buildingPeakKW)))\" y2=\"\(f(y(month.buildingPeakKW)))\" stroke=\"#d62728\" stroke-width=\"2\"><title>\(month.month) building alone \(number(month.buildingPeakKW)) kW</title></line>\n"
       svg += "<text x=\"\(f(x + slot / 2))\" y=\"\(f(height - 12))\" text-anchor=\"middle\">\(month.month)</text>\n"
     }
     return svg + "</svg>\n"
   }
 
   static func worstWeek(_ t: Trace, intervalMinutes: Int) -> Range<Int>? {
-    guard let peak = t.intervals.indices.max(by: { t.intervals[$0].gridKW < t.intervals[$1].gridKW }) else { return nil }
+    guard let peak = t.intervals.indices.max(by: { t.intervals[$0].gridKW < t.intervals[$1].gridKW }) else {
+      return nil
+    }
     let perDay = 1440 / intervalMinutes
     let perWeek = perDay * 7
     var start = max(0, (peak / perDay - 3) * perDay)
@@ -123,7 +138,8 @@ public enum Chart {
     let plotH = height - bottom - 10
     func y(_ v: Double) -> Double { 10 + plotH * (hi - v) / (hi - lo) }
     func x(_ i: Int) -> Double { left + (width - left - 5) * Double(i) / Double(max(1, rows.count - 1)) }
-    var svg = "<svg width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\">\n"
+    var svg =
+      "<svg width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\">\n"
     svg += axis(top: hi, bottomValue: lo, left: left, width: width, y: y)
     let perDay = 1440 / intervalMinutes
     let names = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
@@ -147,7 +163,8 @@ public enum Chart {
     let step = [1.0, 2, 2.5, 5, 10].map { $0 * magnitude }.first { $0 >= rawStep } ?? rawStep
     var v = (bottomValue / step).rounded(.up) * step
     while v <= top {
-      svg += "<line x1=\"\(f(left))\" x2=\"\(f(width))\" y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\" stroke=\"\(v == 0 ? "#888" : "#eee")\"/>\n"
+      svg +=
+        "<line x1=\"\(f(left))\" x2=\"\(f(width))\" y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\" stroke=\"\(v == 0 ? "#888" : "#eee")\"/>\n"
       svg += "<text x=\"\(f(left - 4))\" y=\"\(f(y(v) + 4))\" text-anchor=\"end\">\(number(v))</text>\n"
       v += step
     }

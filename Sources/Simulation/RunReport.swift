@@ -47,6 +47,7 @@ public struct RunReport: Encodable, Sendable {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let data = try encoder.encode(self)
-    try TraceFiles.writeFile(String(decoding: data, as: UTF8.self) + "\n", to: (directory as NSString).appendingPathComponent("report.json"))
+    try TraceFiles.writeFile(
+      String(decoding: data, as: UTF8.self) + "\n", to: (directory as NSString).appendingPathComponent("report.json"))
   }
 }

@@ -169,7 +169,9 @@ extension Scenario {
       try check(eventIDs.insert(e.id).inserted, at + ["id"], "'\(e.id)' is listed twice")
       try check(e.startMinute < e.endMinute, at + ["end_minute"], "must be after start_minute (\(e.startMinute))")
       try check(e.notifyMinute <= e.startMinute, at + ["notify_minute"], "must not be after start_minute")
-      for (key, value) in [("notify_minute", e.notifyMinute), ("start_minute", e.startMinute), ("end_minute", e.endMinute)] {
+      for (key, value) in [
+        ("notify_minute", e.notifyMinute), ("start_minute", e.startMinute), ("end_minute", e.endMinute),
+      ] {
         try check(value >= 0, at + [key], "must be 0 or more")
         try check(value % interval == 0, at + [key], "must be a multiple of interval_minutes (\(interval))")
       }
@@ -185,8 +187,10 @@ extension Scenario {
       let at = ["outages", String(i)]
       try check(o.startMinute >= 0, at + ["start_minute"], "must be 0 or more")
       try check(o.startMinute < o.endMinute, at + ["end_minute"], "must be after start_minute (\(o.startMinute))")
-      try check(o.startMinute % interval == 0, at + ["start_minute"], "must be a multiple of interval_minutes (\(interval))")
-      try check(o.endMinute % interval == 0, at + ["end_minute"], "must be a multiple of interval_minutes (\(interval))")
+      try check(
+        o.startMinute % interval == 0, at + ["start_minute"], "must be a multiple of interval_minutes (\(interval))")
+      try check(
+        o.endMinute % interval == 0, at + ["end_minute"], "must be a multiple of interval_minutes (\(interval))")
       outages.append(Outage(startMinute: o.startMinute, endMinute: o.endMinute))
     }
     outages.sort { $0.startMinute < $1.startMinute }
@@ -194,7 +198,8 @@ extension Scenario {
       throw doc.error(at: ["outages"], "outages at minute \(a.startMinute) and \(b.startMinute) overlap")
     }
 
-    let load = try readLoad(path: (directory as NSString).appendingPathComponent(file.loadCSV), intervalMinutes: interval)
+    let load = try readLoad(
+      path: (directory as NSString).appendingPathComponent(file.loadCSV), intervalMinutes: interval)
     let sessions = try readSessions(
       path: (directory as NSString).appendingPathComponent(file.sessionsCSV), site: site,
       intervalMinutes: interval)
@@ -213,7 +218,8 @@ extension Scenario {
       let minute = try table.integer(row, 0)
       let kW = try table.number(row, 1)
       if minute % intervalMinutes != 0 {
-        throw table.error(line: row.line, column: 0, "\(minute) is not a multiple of interval_minutes (\(intervalMinutes))")
+        throw table.error(
+          line: row.line, column: 0, "\(minute) is not a multiple of interval_minutes (\(intervalMinutes))")
       }
       if load.isEmpty && minute != 0 {
         throw table.error(line: row.line, column: 0, "the first row must be minute 0, not \(minute)")

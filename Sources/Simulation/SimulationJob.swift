@@ -29,7 +29,8 @@ public struct SimulationJob {
       &controller, untilMinute: untilMinute, sampleTimingEvery: sampleTimingEvery,
       progress: progress.map { p in { p("controller", $0) } })
     var baseline = UnmanagedPolicy(site: scenario.site)
-    let unmanaged = runner.run(&baseline, untilMinute: untilMinute, progress: progress.map { p in { p("unmanaged", $0) } })
+    let unmanaged = runner.run(
+      &baseline, untilMinute: untilMinute, progress: progress.map { p in { p("unmanaged", $0) } })
     let elapsed = ContinuousClock.now - started
     let cost = CostBreakdown(trace: managed.trace, scenario: scenario)
     let unmanagedCost = CostBreakdown(trace: unmanaged.trace, scenario: scenario)

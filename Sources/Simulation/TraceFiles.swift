@@ -8,29 +8,26 @@ public enum TraceFiles {
     var intervals = "minute,building_kw,served_kw,ev_kw,grid_kw\n"
     intervals.reserveCapacity(trace.intervals.count * 48)
     for r in trace.intervals {
-      intervals += "\(r.minute),"
-      appendFixed(r.buildingKW, to: &intervals)
-      intervals += ","
-      appendFixed(r.servedKW, to: &intervals)
-      intervals += ","
-      appendFixed(r.evKW, to: &intervals)
-      intervals += ","
-      appendFixed(r.gridKW, to: &intervals)
-      intervals += "\n"
+      intervals += "\(r.minute)"
+      appendFixedFields([r.buildingKW, r.servedKW, r.evKW, r.gridKW], to: &intervals)
     }
     var vehicles = "minute,vehicle,charge_kwh,discharge_kwh,energy_kwh\n"
     vehicles.reserveCapacity(trace.vehicles.count * 40)
     for r in trace.vehicles {
-      vehicles += "\(r.minute),\(scenario.site.vehicles[r.vehicle].id),"
-      appendFixed(r.chargeKWh, to: &vehicles)
-      vehicles += ","
-      appendFixed(r.dischargeKWh, to: &vehicles)
-      vehicles += ","
-      appendFixed(r.energyKWh, to: &vehicles)
-      vehicles += "\n"
+      vehicles += "\(r.minute),\(scenario.site.vehicles[r.vehicle].id)"
+      appendFixedFields([r.chargeKWh, r.dischargeKWh, r.energyKWh], to: &vehicles)
     }
     try writeFile(intervals, to: (directory as NSString).appendingPathComponent("intervals.csv"))
     try writeFile(vehicles, to: (directory as NSString).appendingPathComponent("vehicles.csv"))
+  }
+
+  /// ",v1,v2,...\n" with each value as `appendFixed` writes it.
+  static func appendFixedFields(_ values: [Double], to s: inout String) {
+    for v in values {
+      s += ","
+      appendFixed(v, to: &s)
+    }
+    s += "\n"
   }
 
   /// `value` with exactly three decimals, rounded half away from zero; never "-0.000".

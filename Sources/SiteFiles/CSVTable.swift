@@ -48,12 +48,14 @@ public struct CSVTable: Sendable {
       guard fields.count == expectedColumns.count else {
         throw InputError(
           source: source, line: lineNumber,
-          message: "has \(fields.count) fields, expected \(expectedColumns.count) (\(expectedColumns.joined(separator: ",")))")
+          message:
+            "has \(fields.count) fields, expected \(expectedColumns.count) (\(expectedColumns.joined(separator: ",")))")
       }
       rows.append((lineNumber, fields))
     }
     if !sawHeader {
-      throw InputError(source: source, line: 1, message: "is empty; expected the header '\(expectedColumns.joined(separator: ","))'")
+      throw InputError(
+        source: source, line: 1, message: "is empty; expected the header '\(expectedColumns.joined(separator: ","))'")
     }
   }
 

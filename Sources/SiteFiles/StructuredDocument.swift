@@ -330,7 +330,9 @@ private func jsonErrorLine(_ error: any Error, text: String) -> Int? {
   if index == nil, let range = description.range(of: #"character (\d+)"#, options: .regularExpression) {
     index = Int(description[range].dropFirst(10))
   }
-  if description.localizedCaseInsensitiveContains("end of file") || description.localizedCaseInsensitiveContains("unexpected end") {
+  if description.localizedCaseInsensitiveContains("end of file")
+    || description.localizedCaseInsensitiveContains("unexpected end")
+  {
     return text.utf8.reduce(1) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) } - (text.hasSuffix("\n") ? 1 : 0)
   }
   if let index {

@@ -27,9 +27,15 @@ struct CheckConfig: ParsableCommand {
         print("\(key) is set by the environment variable \(variable)")
       }
       print("\(file): OK")
-      print("  site \(c.site.name): import limit \(c.site.importLimitKW) kW, export limit \(c.site.exportLimitKW) kW (\(c.site.eventExportLimitKW) kW in events)")
-      print("  \(c.site.chargers.count) chargers (\(c.site.chargers.filter(\.gridForming).count) grid-forming), \(c.site.vehicles.count) vehicles")
-      print("  plant: simulated, following \(scenario.name) from minute \(c.plant.startMinute ?? 0) at \(c.plant.speed ?? 1)x")
+      print(
+        "  site \(c.site.name): import limit \(c.site.importLimitKW) kW, export limit \(c.site.exportLimitKW) kW (\(c.site.eventExportLimitKW) kW in events)"
+      )
+      print(
+        "  \(c.site.chargers.count) chargers (\(c.site.chargers.filter(\.gridForming).count) grid-forming), \(c.site.vehicles.count) vehicles"
+      )
+      print(
+        "  plant: simulated, following \(scenario.name) from minute \(c.plant.startMinute ?? 0) at \(c.plant.speed ?? 1)x"
+      )
       print("  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s")
     }
   }

@@ -37,7 +37,8 @@ struct Run: AsyncParsableCommand {
       let start = startMinute ?? loaded.configuration.plant.startMinute ?? 0
       guard start >= 0, start < scenario.durationMinutes else {
         throw InputError(
-          source: "--start-minute", message: "\(start) is outside the scenario's 0..<\(scenario.durationMinutes) minutes")
+          source: "--start-minute",
+          message: "\(start) is outside the scenario's 0..<\(scenario.durationMinutes) minutes")
       }
       scenarioSite = SimulatedSiteIO(scenario: scenario, startMinute: start)
       if let stopAfter {
@@ -70,7 +71,9 @@ struct Run: AsyncParsableCommand {
       configuration: loop, logger: logger)
     logger.info(
       "microgrid-edge \(MicrogridEdge.configuration.version) starting",
-      metadata: ["site": "\(configuration.site.name)", "config": "\(config)", "plant": "\(configuration.plant.kind.rawValue)"])
+      metadata: [
+        "site": "\(configuration.site.name)", "config": "\(config)", "plant": "\(configuration.plant.kind.rawValue)",
+      ])
     let group = ServiceGroup(
       configuration: ServiceGroupConfiguration(
         services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],

@@ -41,12 +41,14 @@ struct Simulate: ParsableCommand {
           .configuration.control
       }
       guard step > 0, scenario.intervalSeconds.truncatingRemainder(dividingBy: step) == 0 else {
-        throw InputError(source: "--step", message: "\(step) s does not divide the \(Int(scenario.intervalSeconds)) s demand interval")
+        throw InputError(
+          source: "--step", message: "\(step) s does not divide the \(Int(scenario.intervalSeconds)) s demand interval")
       }
       job.stepSeconds = step
       if let minutes, minutes <= 0 || minutes % scenario.intervalMinutes != 0 {
         throw InputError(
-          source: "--minutes", message: "\(minutes) is not a positive multiple of the \(scenario.intervalMinutes)-minute interval")
+          source: "--minutes",
+          message: "\(minutes) is not a positive multiple of the \(scenario.intervalMinutes)-minute interval")
       }
       job.untilMinute = minutes
       job.sampleTimingEvery = timeEvery
@@ -62,16 +64,29 @@ struct Simulate: ParsableCommand {
     func money(_ v: Double) -> String { String(format: "$%.0f", v) }
     let c = r.cost
     let u = r.unmanagedCost
-    print("\(r.scenario): \(String(format: "%.0f", r.simulatedDays)) days simulated in \(String(format: "%.1f", r.wallClockSeconds)) s")
+    print(
+      "\(r.scenario): \(String(format: "%.0f", r.simulatedDays)) days simulated in \(String(format: "%.1f", r.wallClockSeconds)) s"
+    )
     print("  cost                 \(money(c.total)) (unmanaged \(money(u.total)), saving \(money(r.savings)))")
     print("  demand charges       \(money(c.demandCharge)) (unmanaged \(money(u.demandCharge)))")
-    print("  energy               \(money(c.energyCost - c.exportCredit)) (unmanaged \(money(u.energyCost - u.exportCredit)))")
-    print("  demand response      \(money(c.demandResponsePayment)) earned, \(String(format: "%.1f", c.meanEventDischargeKW)) kW mean over \(c.events.count) events")
-    print("  departures           \(String(format: "%.3f", c.shortfallKWh)) kWh missing over \(c.shortfalls.count) departures")
-    print("  outages              \(String(format: "%.1f", c.unservedCriticalKWh)) kWh critical load unserved (unmanaged \(String(format: "%.1f", u.unservedCriticalKWh)))")
-    print("  safety               \(r.violations.isEmpty ? "no violations" : "\(r.violations.count) VIOLATIONS: \(r.violations.prefix(3))")")
+    print(
+      "  energy               \(money(c.energyCost - c.exportCredit)) (unmanaged \(money(u.energyCost - u.exportCredit)))"
+    )
+    print(
+      "  demand response      \(money(c.demandResponsePayment)) earned, \(String(format: "%.1f", c.meanEventDischargeKW)) kW mean over \(c.events.count) events"
+    )
+    print(
+      "  departures           \(String(format: "%.3f", c.shortfallKWh)) kWh missing over \(c.shortfalls.count) departures"
+    )
+    print(
+      "  outages              \(String(format: "%.1f", c.unservedCriticalKWh)) kWh critical load unserved (unmanaged \(String(format: "%.1f", u.unservedCriticalKWh)))"
+    )
+    print(
+      "  safety               \(r.violations.isEmpty ? "no violations" : "\(r.violations.count) VIOLATIONS: \(r.violations.prefix(3))")"
+    )
     if let t = r.decisionTimeMicros {
-      print("  decision time        median \(String(format: "%.1f", t.median)) µs, p99 \(String(format: "%.1f", t.p99)) µs")
+      print(
+        "  decision time        median \(String(format: "%.1f", t.median)) µs, p99 \(String(format: "%.1f", t.p99)) µs")
     }
     print("  trace and report in  \(out)/ (chart: \(out)/chart.html)")
   }
@@ -92,7 +107,8 @@ final class ProgressBar: @unchecked Sendable {
     last = percent
     let filled = percent * 30 / 100
     let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: 30 - filled)
-    FileHandle.standardError.write(Data("\r\(title) \(phase.padding(toLength: 10, withPad: " ", startingAt: 0)) \(bar) \(percent)%".utf8))
+    FileHandle.standardError.write(
+      Data("\r\(title) \(phase.padding(toLength: 10, withPad: " ", startingAt: 0)) \(bar) \(percent)%".utf8))
   }
 
   func finish() {

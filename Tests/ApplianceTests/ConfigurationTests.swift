@@ -42,7 +42,9 @@ struct ConfigurationTests {
     text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains(needle) }! + 1
   }
 
-  @Test("both examples load and agree with their scenarios", arguments: ["config/example-school.yaml", "config/example-townhall.yaml"])
+  @Test(
+    "both examples load and agree with their scenarios",
+    arguments: ["config/example-school.yaml", "config/example-townhall.yaml"])
   func examples(path: String) throws {
     let loaded = try SiteConfigurationFile.load(path: path, environment: [:])
     #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
@@ -62,7 +64,8 @@ struct ConfigurationTests {
 
   @Test("a misspelt key is caught, not silently ignored")
   func unknownKey() throws {
-    let text = try exampleText().replacingOccurrences(of: "  enter_service_delay_seconds: 300", with: "  enter_service_delay_secs: 300")
+    let text = try exampleText().replacingOccurrences(
+      of: "  enter_service_delay_seconds: 300", with: "  enter_service_delay_secs: 300")
     let e = try failure(text)
     #expect(e.field == "control.enter_service_delay_secs")
     #expect(e.message.contains("unknown key"))
@@ -122,13 +125,15 @@ struct ConfigurationTests {
     #expect(index.source == "environment variable MGE_CHARGERS__9__MAX_CHARGE_KW")
   }
 
-  @Test("range checks", arguments: [
-    ("enter_service_delay_seconds: 300", "enter_service_delay_seconds: -1", "control.enter_service_delay_seconds"),
-    ("  speed: 1 ", "  speed: 0 ", "plant.speed"),
-    ("level: info", "level: chatty", "logging.level"),
-    ("demand_interval_minutes: 15", "demand_interval_minutes: 7", "demand_interval_minutes"),
-    ("critical_load_fraction: 0.35", "critical_load_fraction: 1.35", "site.critical_load_fraction"),
-  ])
+  @Test(
+    "range checks",
+    arguments: [
+      ("enter_service_delay_seconds: 300", "enter_service_delay_seconds: -1", "control.enter_service_delay_seconds"),
+      ("  speed: 1 ", "  speed: 0 ", "plant.speed"),
+      ("level: info", "level: chatty", "logging.level"),
+      ("demand_interval_minutes: 15", "demand_interval_minutes: 7", "demand_interval_minutes"),
+      ("critical_load_fraction: 0.35", "critical_load_fraction: 1.35", "site.critical_load_fraction"),
+    ])
   func ranges(find: String, replace: String, field: String) throws {
     let text = try exampleText().replacingOccurrences(of: find, with: replace)
     let e = try failure(text)

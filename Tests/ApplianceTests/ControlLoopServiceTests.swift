@@ -11,7 +11,8 @@ import Testing
 @Suite("The control loop service")
 struct ControlLoopServiceTests {
   func townhall() throws -> (SiteConfiguration, Scenario) {
-    let configuration = try SiteConfigurationFile.load(path: "config/example-townhall.yaml", environment: [:]).configuration
+    let configuration = try SiteConfigurationFile.load(path: "config/example-townhall.yaml", environment: [:])
+      .configuration
     return (configuration, try configuration.simulatedScenario())
   }
 

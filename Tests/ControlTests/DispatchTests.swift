@@ -132,7 +132,8 @@ struct DispatchTests {
       time: 0, building: 400,
       chargers: [
         ChargerReading(vehicle: Fixtures.vehicle(energy: 150, departure: 86_400, need: 60)),
-        ChargerReading(vehicle: Fixtures.vehicle("CAR", battery: 62, reserve: 8, energy: 10, departure: 3600, need: 50)),
+        ChargerReading(
+          vehicle: Fixtures.vehicle("CAR", battery: 62, reserve: 8, energy: 10, departure: 3600, need: 50)),
       ], monthPeak: 100)
     s.inputsFresh = false
     var c = Controller(site: site)
@@ -150,7 +151,9 @@ struct DispatchTests {
   func noDischargeBeforeEnterService() {
     let s = Fixtures.snapshot(
       time: 0, building: 400,
-      chargers: [ChargerReading(vehicle: Fixtures.vehicle(energy: 150, departure: 86_400, need: 60)), ChargerReading()],
+      chargers: [
+        ChargerReading(vehicle: Fixtures.vehicle(energy: 150, departure: 86_400, need: 60)), ChargerReading(),
+      ],
       monthPeak: 100)
     var c = Controller(site: site)
     var snapshot = s

@@ -26,7 +26,9 @@ enum Fixtures {
     SiteDescription(
       name: "test", importLimitKW: importLimitKW, exportLimitKW: exportLimitKW,
       eventExportLimitKW: eventExportLimitKW, criticalLoadFraction: 0.35, chargers: chargers,
-      vehicles: [VehicleSpec(id: "BUS", batteryKWh: 155, reserveKWh: 20), VehicleSpec(id: "CAR", batteryKWh: 62, reserveKWh: 8)])
+      vehicles: [
+        VehicleSpec(id: "BUS", batteryKWh: 155, reserveKWh: 20), VehicleSpec(id: "CAR", batteryKWh: 62, reserveKWh: 8),
+      ])
   }
 
   static func vehicle(

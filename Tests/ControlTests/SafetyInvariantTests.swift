@@ -35,18 +35,25 @@ struct SafetyInvariantTests {
           #expect(p == 0, "setpoint \(p) for an empty or offline charger \(spec.id), \(context)")
           continue
         }
-        #expect(p <= spec.maxChargeKW + eps && -p <= spec.maxDischargeKW + eps, "\(spec.id) beyond rating: \(p), \(context)")
-        #expect(v.energyKWh + max(0, p) * h * spec.efficiency <= v.batteryKWh + eps, "overfilled \(spec.id), \(context)")
+        #expect(
+          p <= spec.maxChargeKW + eps && -p <= spec.maxDischargeKW + eps, "\(spec.id) beyond rating: \(p), \(context)")
+        #expect(
+          v.energyKWh + max(0, p) * h * spec.efficiency <= v.batteryKWh + eps, "overfilled \(spec.id), \(context)")
         if !onGrid && !onIsland { #expect(p == 0, "\(spec.id) at \(p) kW with a dead or unknown grid, \(context)") }
         if onIsland { #expect(p <= eps, "\(spec.id) charging on the island, \(context)") }
         if p < -eps {
-          #expect(onIsland || (onGrid && stable && s.inputsFresh && !s.dischargePaused), "discharge not allowed now, \(context)")
+          #expect(
+            onIsland || (onGrid && stable && s.inputsFresh && !s.dischargePaused),
+            "discharge not allowed now, \(context)")
           let after = v.energyKWh + p * h / spec.efficiency
           if !onIsland {
             #expect(after >= v.reserveFloorKWh - eps, "\(spec.id) below its reserve, \(context)")
             // Still reachable: full power from the end of this step to departure.
-            let reachable = after + spec.maxChargeKW * spec.efficiency * max(0, v.departureTime - s.time - s.periodSeconds) / 3600
-            #expect(reachable >= min(v.departureNeedKWh, v.batteryKWh) - eps, "\(spec.id) departure made impossible, \(context)")
+            let reachable =
+              after + spec.maxChargeKW * spec.efficiency * max(0, v.departureTime - s.time - s.periodSeconds) / 3600
+            #expect(
+              reachable >= min(v.departureNeedKWh, v.batteryKWh) - eps,
+              "\(spec.id) departure made impossible, \(context)")
           }
         }
       }
@@ -54,7 +61,9 @@ struct SafetyInvariantTests {
         let grid = max(0, s.buildingDemandKW) + total
         // Chargers never add to an import above the service limit (the building alone
         // may exceed it; then nothing charges).
-        #expect(grid <= max(site.importLimitKW, max(0, s.buildingDemandKW)) + eps, "import \(grid) over the limit, \(context)")
+        #expect(
+          grid <= max(site.importLimitKW, max(0, s.buildingDemandKW)) + eps, "import \(grid) over the limit, \(context)"
+        )
         if s.buildingDemandKW > site.importLimitKW { #expect(total <= eps, "charging over the limit, \(context)") }
         let event = s.events.contains { $0.isActive(at: s.time) }
         let limit = event ? site.eventExportLimitKW : site.exportLimitKW
@@ -71,13 +80,15 @@ struct SafetyInvariantTests {
     let chargers = (0..<n).map { i in
       ChargerSpec(
         id: "C\(i)", maxChargeKW: Double.random(in: 5...120, using: &rng),
-        maxDischargeKW: Double.random(in: 0...120, using: &rng), efficiency: Double.random(in: 0.85...0.97, using: &rng),
+        maxDischargeKW: Double.random(in: 0...120, using: &rng),
+        efficiency: Double.random(in: 0.85...0.97, using: &rng),
         gridForming: Bool.random(using: &rng))
     }
     return SiteDescription(
       name: "random", importLimitKW: Double.random(in: 50...1000, using: &rng),
       exportLimitKW: Bool.random(using: &rng) ? 0 : Double.random(in: 0...100, using: &rng),
-      eventExportLimitKW: Double.random(in: 0...300, using: &rng), criticalLoadFraction: Double.random(in: 0...1, using: &rng),
+      eventExportLimitKW: Double.random(in: 0...300, using: &rng),
+      criticalLoadFraction: Double.random(in: 0...1, using: &rng),
       chargers: chargers, vehicles: [])
   }
 
@@ -85,7 +96,8 @@ struct SafetyInvariantTests {
     let battery = Double.random(in: 20...300, using: &rng)
     let energy = Double.random(in: 0...battery, using: &rng)
     return PluggedVehicle(
-      vehicleID: "V", batteryKWh: battery, reserveKWh: Double.random(in: 0...battery / 3, using: &rng), energyKWh: energy,
+      vehicleID: "V", batteryKWh: battery, reserveKWh: Double.random(in: 0...battery / 3, using: &rng),
+      energyKWh: energy,
       arrivalEnergyKWh: Double.random(in: 0...battery, using: &rng),
       departureTime: time + Double.random(in: -600...(30 * 3600), using: &rng),
       departureNeedKWh: Double.random(in: 0...battery, using: &rng))
@@ -106,7 +118,9 @@ struct SafetyInvariantTests {
       for _ in 0..<40 {
         time += [1.0, 60, 200][Int.random(in: 0..<3, using: &rng)]
         if Double.random(in: 0..<1, using: &rng) < 0.15 { utility.toggle() }
-        if Double.random(in: 0..<1, using: &rng) < 0.1 { position = [.utility, .island, .unknown].randomElement(using: &rng)! }
+        if Double.random(in: 0..<1, using: &rng) < 0.1 {
+          position = [.utility, .island, .unknown].randomElement(using: &rng)!
+        }
         let chargers = site.chargers.map { _ in
           ChargerReading(
             online: Double.random(in: 0..<1, using: &rng) < 0.9,
@@ -115,13 +129,15 @@ struct SafetyInvariantTests {
         var s = Fixtures.snapshot(
           time: time, building: Double.random(in: -20...1200, using: &rng), utility: utility, switch: position,
           chargers: chargers,
-          events: Bool.random(using: &rng) ? [DemandResponseEvent(id: "E", notifyTime: 0, startTime: time - 60, endTime: time + 600)] : [],
+          events: Bool.random(using: &rng)
+            ? [DemandResponseEvent(id: "E", notifyTime: 0, startTime: time - 60, endTime: time + 600)] : [],
           period: [1.0, 60][Int.random(in: 0..<2, using: &rng)])
         s.inputsFresh = Double.random(in: 0..<1, using: &rng) < 0.9
         s.dischargePaused = Double.random(in: 0..<1, using: &rng) < 0.1
         let proposal = Decisions(
           setpointsKW: (0..<(site.chargers.count + Int.random(in: -1...1, using: &rng))).map { _ in
-            [Double.random(in: -500...500, using: &rng), .nan, .infinity, 0][Int.random(in: 0..<4, using: &rng) == 0 ? Int.random(in: 1..<4, using: &rng) : 0]
+            [Double.random(in: -500...500, using: &rng), .nan, .infinity, 0][
+              Int.random(in: 0..<4, using: &rng) == 0 ? Int.random(in: 1..<4, using: &rng) : 0]
           },
           transferSwitch: [.hold, .toIsland, .toUtility].randomElement(using: &rng)!,
           shedNonCriticalLoads: Bool.random(using: &rng),

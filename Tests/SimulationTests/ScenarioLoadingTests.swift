@@ -6,7 +6,9 @@ import Testing
 
 @Suite("Reading scenarios: good ones load, bad ones say file, line and field")
 struct ScenarioLoadingTests {
-  @Test("the shipped scenarios load", arguments: ["school-buses-chicago", "townhall-fleet-baltimore", "high-school-mixed-chicago"])
+  @Test(
+    "the shipped scenarios load",
+    arguments: ["school-buses-chicago", "townhall-fleet-baltimore", "high-school-mixed-chicago"])
   func shippedScenarios(name: String) throws {
     let s = try Scenario.load(directory: "scenarios/\(name)")
     #expect(s.intervalCount == 35_040)
@@ -29,7 +31,10 @@ struct ScenarioLoadingTests {
   }
 
   /// Loads a broken fixture and returns the error it must raise.
-  func error(json: String = ScenarioFixture.json, load: String = ScenarioFixture.load, sessions: String = ScenarioFixture.sessions)
+  func error(
+    json: String = ScenarioFixture.json, load: String = ScenarioFixture.load,
+    sessions: String = ScenarioFixture.sessions
+  )
     throws -> InputError
   {
     let f = try ScenarioFixture(json: json, load: load, sessions: sessions)
@@ -70,7 +75,9 @@ struct ScenarioLoadingTests {
 
   @Test("a non-number in scenario.json names the key and its line")
   func nonNumberInJSON() throws {
-    let e = try error(json: ScenarioFixture.json.replacingOccurrences(of: "\"import_limit_kw\": 300", with: "\"import_limit_kw\": \"lots\""))
+    let e = try error(
+      json: ScenarioFixture.json.replacingOccurrences(
+        of: "\"import_limit_kw\": 300", with: "\"import_limit_kw\": \"lots\""))
     #expect(e.source.hasSuffix("scenario.json"))
     #expect(e.line == 10)
     #expect(e.field == "site.import_limit_kw")
@@ -79,7 +86,8 @@ struct ScenarioLoadingTests {
 
   @Test("JSON that does not parse gives the line")
   func brokenJSON() throws {
-    let e = try error(json: ScenarioFixture.json.replacingOccurrences(of: "\"export_limit_kw\": 0,", with: "\"export_limit_kw\": 0,,"))
+    let e = try error(
+      json: ScenarioFixture.json.replacingOccurrences(of: "\"export_limit_kw\": 0,", with: "\"export_limit_kw\": 0,,"))
     #expect(e.source.hasSuffix("scenario.json"))
     #expect(e.line == 11)
     #expect(e.message.contains("not valid JSON"))
@@ -88,7 +96,8 @@ struct ScenarioLoadingTests {
   @Test("overlapping sessions name both lines")
   func overlapping() throws {
     // The car's second session (line 5) arrives before the bus's ... on the same charger.
-    let sessions = ScenarioFixture.sessions.replacingOccurrences(of: "CAR,C2,540,1710,30,40", with: "CAR,C2,300,1710,30,40")
+    let sessions = ScenarioFixture.sessions.replacingOccurrences(
+      of: "CAR,C2,540,1710,30,40", with: "CAR,C2,300,1710,30,40")
     let e = try error(sessions: sessions)
     #expect(e.source.hasSuffix("sessions.csv"))
     #expect(e.line == 5)
@@ -112,7 +121,9 @@ struct ScenarioLoadingTests {
 
   @Test("a negative duration is refused")
   func negativeDuration() throws {
-    let e = try error(json: ScenarioFixture.json.replacingOccurrences(of: "\"duration_minutes\": 2880", with: "\"duration_minutes\": -15"))
+    let e = try error(
+      json: ScenarioFixture.json.replacingOccurrences(
+        of: "\"duration_minutes\": 2880", with: "\"duration_minutes\": -15"))
     #expect(e.field == "duration_minutes")
     #expect(e.line == 5)
     #expect(e.message.contains("above 0"))
@@ -120,30 +131,35 @@ struct ScenarioLoadingTests {
 
   @Test("a session that departs before it arrives is refused")
   func backwardsSession() throws {
-    let e = try error(sessions: ScenarioFixture.sessions.replacingOccurrences(of: "BUS,C1,600,1440", with: "BUS,C1,600,585"))
+    let e = try error(
+      sessions: ScenarioFixture.sessions.replacingOccurrences(of: "BUS,C1,600,1440", with: "BUS,C1,600,585"))
     #expect(e.line == 4)
     #expect(e.field == "depart_minute")
   }
 
   @Test("unknown chargers and vehicles are named")
   func unknownIDs() throws {
-    let charger = try error(sessions: ScenarioFixture.sessions.replacingOccurrences(of: "CAR,C2,0,480", with: "CAR,C9,0,480"))
+    let charger = try error(
+      sessions: ScenarioFixture.sessions.replacingOccurrences(of: "CAR,C2,0,480", with: "CAR,C9,0,480"))
     #expect(charger.line == 3)
     #expect(charger.field == "charger")
     #expect(charger.message.contains("unknown charger 'C9'"))
-    let vehicle = try error(sessions: ScenarioFixture.sessions.replacingOccurrences(of: "BUS,C1,0,420", with: "VAN,C1,0,420"))
+    let vehicle = try error(
+      sessions: ScenarioFixture.sessions.replacingOccurrences(of: "BUS,C1,0,420", with: "VAN,C1,0,420"))
     #expect(vehicle.line == 2)
     #expect(vehicle.message.contains("unknown vehicle 'VAN'"))
   }
 
-  @Test("other breakage", arguments: [
-    ("\"format\": \"v2x-scenario/1\"", "\"format\": \"v2x-scenario/9\"", "format"),
-    ("\"efficiency\": 0.94", "\"efficiency\": 1.4", "chargers[0].efficiency"),
-    ("\"reserve_kwh\": 8", "\"reserve_kwh\": 80", "vehicles[1].reserve_kwh"),
-    ("\"start_minute\": 1500", "\"start_minute\": 1507", "outages[0].start_minute"),
-    ("\"notify_minute\": 60", "\"notify_minute\": 960", "dr_events[0].notify_minute"),
-    ("\"critical_load_fraction\": 0.35", "\"critical_load_fraction\": true", "site.critical_load_fraction"),
-  ])
+  @Test(
+    "other breakage",
+    arguments: [
+      ("\"format\": \"v2x-scenario/1\"", "\"format\": \"v2x-scenario/9\"", "format"),
+      ("\"efficiency\": 0.94", "\"efficiency\": 1.4", "chargers[0].efficiency"),
+      ("\"reserve_kwh\": 8", "\"reserve_kwh\": 80", "vehicles[1].reserve_kwh"),
+      ("\"start_minute\": 1500", "\"start_minute\": 1507", "outages[0].start_minute"),
+      ("\"notify_minute\": 60", "\"notify_minute\": 960", "dr_events[0].notify_minute"),
+      ("\"critical_load_fraction\": 0.35", "\"critical_load_fraction\": true", "site.critical_load_fraction"),
+    ])
   func otherBreakage(find: String, replace: String, field: String) throws {
     let e = try error(json: ScenarioFixture.json.replacingOccurrences(of: find, with: replace))
     #expect(e.field == field, "\(e)")
@@ -160,7 +176,8 @@ struct ScenarioLoadingTests {
 
   @Test("a truncated CSV row is named")
   func truncatedRow() throws {
-    let e = try error(sessions: ScenarioFixture.sessions.replacingOccurrences(of: "CAR,C2,540,1710,30,40", with: "CAR,C2,540"))
+    let e = try error(
+      sessions: ScenarioFixture.sessions.replacingOccurrences(of: "CAR,C2,540,1710,30,40", with: "CAR,C2,540"))
     #expect(e.line == 5)
     #expect(e.message.contains("3 fields, expected 6"))
   }

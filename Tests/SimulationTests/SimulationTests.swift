@@ -77,11 +77,16 @@ struct SimulationTests {
       load += "\(minute),\(minute >= t ? Double(parts[1])! * 2.5 : Double(parts[1])!)\n"
     }
     let json = ScenarioFixture.json
-      .replacingOccurrences(of: "\"start_minute\": 1500, \"end_minute\": 1620", with: "\"start_minute\": 1455, \"end_minute\": 1995")
+      .replacingOccurrences(
+        of: "\"start_minute\": 1500, \"end_minute\": 1620", with: "\"start_minute\": 1455, \"end_minute\": 1995"
+      )
       .replacingOccurrences(
         of: "{\"id\": \"E1\", \"notify_minute\": 60, \"start_minute\": 900, \"end_minute\": 1080}",
-        with: "{\"id\": \"E1\", \"notify_minute\": 60, \"start_minute\": 900, \"end_minute\": 1080}, {\"id\": \"E2\", \"notify_minute\": 1455, \"start_minute\": 2100, \"end_minute\": 2280}")
-    let sessions = ScenarioFixture.sessions.replacingOccurrences(of: "BUS,C1,1470,2880,100,60", with: "BUS,C1,1470,1995,10,150")
+        with:
+          "{\"id\": \"E1\", \"notify_minute\": 60, \"start_minute\": 900, \"end_minute\": 1080}, {\"id\": \"E2\", \"notify_minute\": 1455, \"start_minute\": 2100, \"end_minute\": 2280}"
+      )
+    let sessions = ScenarioFixture.sessions.replacingOccurrences(
+      of: "BUS,C1,1470,2880,100,60", with: "BUS,C1,1470,1995,10,150")
     let changed = try ScenarioFixture(json: json, load: load, sessions: sessions)
     defer { changed.remove() }
     let a = run(try Scenario.load(directory: original.directory))
@@ -120,7 +125,9 @@ struct InterventionCounter: SitePolicy {
 
 @Suite("The controller's own proposals")
 struct ProposalTests {
-  @Test("in ordinary operation the safety filter has nothing to correct", arguments: ["townhall-fleet-baltimore", "school-buses-chicago"])
+  @Test(
+    "in ordinary operation the safety filter has nothing to correct",
+    arguments: ["townhall-fleet-baltimore", "school-buses-chicago"])
   func filterIdle(name: String) throws {
     let scenario = try Scenario.load(directory: "scenarios/\(name)")
     var policy = InterventionCounter(controller: Controller(site: scenario.site))

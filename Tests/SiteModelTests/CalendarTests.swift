@@ -15,7 +15,8 @@ struct CalendarTests {
   func knownDates() {
     #expect(CivilDate(year: 1970, month: 1, day: 1).dayNumber == 0)
     #expect(CivilDate(year: 2000, month: 3, day: 1).dayNumber == 11_017)
-    #expect(LocalTime(seconds: Double(CivilDate(year: 2024, month: 2, day: 29).dayNumber) * 86_400).weekday == 4)  // a Thursday
+    // 2024-02-29 was a Thursday.
+    #expect(LocalTime(seconds: Double(CivilDate(year: 2024, month: 2, day: 29).dayNumber) * 86_400).weekday == 4)
     #expect(CivilDate(dayNumber: -1) == CivilDate(year: 1969, month: 12, day: 31))
   }
 
@@ -38,7 +39,9 @@ struct CalendarTests {
     #expect((dec + 43_200).date == CivilDate(year: 2024, month: 1, day: 1))
   }
 
-  @Test("malformed local times are refused", arguments: ["2023-13-01T00:00", "2023-01-01", "yesterday", "2023-01-01T25:00", ""])
+  @Test(
+    "malformed local times are refused",
+    arguments: ["2023-13-01T00:00", "2023-01-01", "yesterday", "2023-01-01T25:00", ""])
   func malformed(text: String) {
     #expect(CivilDate.parseLocalDateTime(text) == nil)
   }

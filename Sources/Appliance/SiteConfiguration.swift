@@ -16,7 +16,22 @@ public struct SiteConfiguration: Sendable {
 
   /// Where the appliance's measurements come from and its commands go.
   public struct PlantSection: Codable, Sendable, Hashable {
-    public enum Kind: String, Codable, Sendable { case simulated }
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+      case simulated
+
+      public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let kind = Kind(rawValue: text) else {
+          throw DecodingError.dataCorrupted(
+            .init(
+              codingPath: decoder.codingPath,
+              debugDescription:
+                "'\(text)' is not a plant this build can drive; it knows: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")) (GPIO, MQTT and OCPP drivers come later)"
+            ))
+        }
+        self = kind
+      }
+    }
     public var kind: Kind
     /// For `simulated`: a v2x-scenario/1 directory (relative to the configuration file)
     /// whose load, sessions, events and outages the simulated building follows.

@@ -130,6 +130,8 @@ struct ScenarioFile: Codable {
 
 extension Scenario {
   public static let format = "v2x-scenario/1"
+  /// Ten years of minutes.
+  public static let maximumDurationMinutes = 10 * 525_600
 
   /// Reads a scenario directory. Every problem is an `InputError` naming the file, the
   /// line and the field.
@@ -154,6 +156,10 @@ extension Scenario {
     }
     try check(file.intervalMinutes > 0, ["interval_minutes"], "must be above 0")
     try check(file.durationMinutes > 0, ["duration_minutes"], "must be above 0 (it is \(file.durationMinutes))")
+    // A trace is kept in memory; a century of it would not fit on the appliance.
+    try check(
+      file.durationMinutes <= maximumDurationMinutes, ["duration_minutes"],
+      "\(file.durationMinutes) is more than the \(maximumDurationMinutes / 525_600) years a run may cover")
     try check(
       file.durationMinutes % file.intervalMinutes == 0, ["duration_minutes"],
       "must be a multiple of interval_minutes (\(file.intervalMinutes))")

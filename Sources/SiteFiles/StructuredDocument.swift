@@ -144,7 +144,7 @@ public struct StructuredDocument {
 
   /// An error about the value at a dotted path such as `chargers[2].max_charge_kw`.
   public func error(at path: [String], _ message: String) -> InputError {
-    let dotted = Self.dotted(path)
+    let dotted: String? = path.isEmpty ? nil : Self.dotted(path)
     if let variable = overrides[Self.plainPath(path)] {
       return InputError(source: "environment variable \(variable)", field: dotted, message: message)
     }
@@ -196,7 +196,12 @@ public struct StructuredDocument {
     case .valueNotFound(let type, let context):
       return self.error(at: components(context.codingPath), "expected \(Self.describeType(type)), found nothing")
     case .dataCorrupted(let context):
-      return self.error(at: components(context.codingPath), context.debugDescription)
+      let path = components(context.codingPath)
+      if context.debugDescription.hasPrefix("Cannot initialize"), let found = node(at: path) {
+        // An enumeration's raw value: say what was written, the type's own doc lists the rest.
+        return self.error(at: path, "\(Self.describeFound(found)) is not a value this key takes")
+      }
+      return self.error(at: path, context.debugDescription)
     @unknown default:
       return InputError(source: source, message: "\(error)")
     }
@@ -243,8 +248,9 @@ public struct StructuredDocument {
     case is String.Type: return "text"
     default:
       let name = String(describing: type)
-      if name.hasPrefix("Array") { return "a list" }
-      if name.hasPrefix("Dictionary") { return "a mapping" }
+      if name.hasPrefix("Array") || name.hasSuffix("Sequence") { return "a list" }
+      if name.hasPrefix("Dictionary") || name.hasSuffix("Mapping") { return "a mapping (key: value lines)" }
+      if name.hasSuffix("Scalar") { return "a single value" }
       return "a \(name)"
     }
   }

@@ -129,6 +129,15 @@ struct ScenarioLoadingTests {
     #expect(e.message.contains("above 0"))
   }
 
+  @Test("an absurd duration is refused before anything is allocated for it")
+  func absurdDuration() throws {
+    let e = try error(
+      json: ScenarioFixture.json.replacingOccurrences(
+        of: "\"duration_minutes\": 2880", with: "\"duration_minutes\": 900000000000000"))
+    #expect(e.field == "duration_minutes")
+    #expect(e.message.contains("years"))
+  }
+
   @Test("a session that departs before it arrives is refused")
   func backwardsSession() throws {
     let e = try error(

@@ -118,6 +118,7 @@ public struct Controller: SitePolicy {
     let upcoming = s.events.filter { $0.startTime > s.time && $0.notifyTime <= s.time }
       .min { $0.startTime < $1.startTime }
 
+    let target = demandTarget(s)
     let envs = envelopes(s, floor: { $0.reserveFloorKWh })
     var setpoints = Array(repeating: 0.0, count: n)
     // Outside events every vehicle charges at least at its pace: a need spread over the
@@ -131,12 +132,12 @@ public struct Controller: SitePolicy {
       }
       setpoints[i] = max(
         env.mustChargeKW,
-        pace(v, charger: site.chargers[i], env: env, time: s.time, target: demandTarget(s), sharedBy: needy))
+        pace(v, charger: site.chargers[i], env: env, time: s.time, target: target, sharedBy: needy))
     }
-    let mustTotal = setpoints.reduce(0, +)
+    // Charging committed before any headroom is handed out: musts and paces.
+    let committedTotal = setpoints.reduce(0, +)
 
     // The import the rest of this demand interval may average and still end it at target.
-    let target = demandTarget(s)
     let L = site.demandIntervalSeconds
     let remaining = max(s.periodSeconds, L - s.meter.intervalElapsedSeconds)
     let allowedImport = max(0, (target * L / 3600 - s.meter.intervalImportKWh) / (remaining / 3600))
@@ -145,7 +146,7 @@ public struct Controller: SitePolicy {
     if activeEvent != nil && mayDischarge {
       // Deliver: every vehicle gives what it can spare, within the event export limit.
       mode = .demandResponse
-      var room = building + mustTotal + site.eventExportLimitKW
+      var room = building + committedTotal + site.eventExportLimitKW
       for (i, env) in envs.sorted(by: { $0.1.maxDischargeKW > $1.1.maxDischargeKW })
       where env.mustChargeKW == 0 {
         let p = min(env.maxDischargeKW, room)
@@ -153,7 +154,7 @@ public struct Controller: SitePolicy {
         room -= p
       }
     } else {
-      var headroom = allowedImport - building - mustTotal
+      var headroom = allowedImport - building - committedTotal
       if headroom >= 0 {
         // Charge toward each vehicle's goal inside the headroom, most urgent first.
         var wants: [(index: Int, kw: Double, urgency: Double)] = []
@@ -175,7 +176,7 @@ public struct Controller: SitePolicy {
       } else if mayDischarge && !s.dischargePaused {
         // Shave: discharge what vehicles can spare to bring the interval back to target,
         // never exporting.
-        let deficit = min(-headroom, building + mustTotal + site.exportLimitKW)
+        let deficit = min(-headroom, building + committedTotal + site.exportLimitKW)
         // Energy below a vehicle's departure need is lent for shaving only as far as a
         // gentle recharge can put it back: a deep loan must be repaid at full power before
         // the vehicle leaves, at a time that may well make the next peak.

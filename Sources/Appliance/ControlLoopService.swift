@@ -28,6 +28,8 @@ public actor ControlLoopService: Service {
   private var lastSnapshot: Snapshot?
   private var lastStatus: Double?
   private var lastInterventionLog: Double?
+  /// Consecutive steps whose snapshot or actions failed.
+  public private(set) var failedSteps = 0
   private var suppressedInterventions = 0
 
   public init(controller: Controller, io: any SiteIO, configuration: Configuration, logger: Logger) {
@@ -50,7 +52,21 @@ public actor ControlLoopService: Service {
       ])
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       if let stop = configuration.stopAfterSeconds, siteSeconds >= stop { break }
-      try await step()
+      do {
+        try await step()
+        if failedSteps > 0 {
+          logger.notice("site I/O recovered", metadata: ["failed_steps": "\(failedSteps)"])
+          failedSteps = 0
+        }
+      } catch {
+        // A meter, switch or charger that does not answer must not stop the appliance: the
+        // drivers hold their own safe state, the loop says so and tries again next period.
+        failedSteps += 1
+        if failedSteps == 1 || failedSteps % 60 == 0 {
+          logger.error(
+            "site I/O failed; retrying every period", metadata: ["error": "\(error)", "failed_steps": "\(failedSteps)"])
+        }
+      }
       siteSeconds += configuration.periodSeconds
       deadline = deadline.advanced(by: realPeriod)
       if deadline > clock.now {

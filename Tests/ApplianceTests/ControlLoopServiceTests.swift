@@ -58,4 +58,40 @@ struct ControlLoopServiceTests {
     #expect(await io.violations.isEmpty)
     #expect(await service.lastDecisions?.mode == .gridConnected)
   }
+
+  /// A site whose I/O fails for a while, then recovers: behind the same interface as the
+  /// real drivers, for what cannot be made to fail on demand here.
+  actor FlakySiteIO: SiteIO {
+    let inner: SimulatedSiteIO
+    var failuresLeft: Int
+    init(inner: SimulatedSiteIO, failures: Int) {
+      self.inner = inner
+      failuresLeft = failures
+    }
+    struct Unreachable: Error {}
+    func snapshot(periodSeconds: Double) async throws -> Snapshot {
+      if failuresLeft > 0 {
+        failuresLeft -= 1
+        throw Unreachable()
+      }
+      return await inner.snapshot(periodSeconds: periodSeconds)
+    }
+    func apply(_ decisions: Decisions, periodSeconds: Double) async throws -> AppliedStep {
+      await inner.apply(decisions, periodSeconds: periodSeconds)
+    }
+  }
+
+  @Test("a site that stops answering does not stop the loop; it carries on when the site is back")
+  func survivesSiteFailures() async throws {
+    let (configuration, scenario) = try townhall()
+    var loop = ControlLoopService.Configuration()
+    loop.speed = 1_000_000
+    loop.stopAfterSeconds = 600
+    let io = FlakySiteIO(inner: SimulatedSiteIO(scenario: scenario, startMinute: 0), failures: 100)
+    let service = ControlLoopService(
+      controller: Controller(site: configuration.site), io: io, configuration: loop, logger: Logger(label: "test"))
+    try await service.run()
+    #expect(await service.steps == 500, "100 of the 600 periods failed; the other 500 ran")
+    #expect(await service.failedSteps == 0, "recovered")
+  }
 }

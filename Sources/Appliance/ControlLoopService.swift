@@ -50,7 +50,7 @@ public actor ControlLoopService: Service {
         "period_s": "\(configuration.periodSeconds)", "speed": "\(configuration.speed)",
         "chargers": "\(controller.site.chargers.count)",
       ])
-    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+    while !Task.isShuttingDownGracefully && !Task.isCancelled && !StartupSignals.stopRequested {
       if let stop = configuration.stopAfterSeconds, siteSeconds >= stop { break }
       do {
         try await step()

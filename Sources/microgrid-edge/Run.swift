@@ -28,6 +28,7 @@ struct Run: AsyncParsableCommand {
   var stopAfter: String?
 
   func run() async throws {
+    StartupSignals.install()
     var loaded: SiteConfigurationFile.Loaded!
     var scenarioSite: SimulatedSiteIO!
     var stopSeconds: Double?

@@ -125,20 +125,15 @@ public actor ControlLoopService: Service {
       for (i, (old, new)) in zip(before.chargers, s.chargers).enumerated()
       where old.vehicle?.vehicleID != new.vehicle?.vehicleID {
         let charger = controller.site.chargers[i].id
-        if let v = old.vehicle {
+        func logVehicle(_ v: PluggedVehicle, _ what: String) {
           logger.info(
-            "\(v.vehicleID) left \(charger)",
+            "\(v.vehicleID) \(what) \(charger)",
             metadata: when.merging([
               "energy_kwh": "\(rounded(v.energyKWh))", "need_kwh": "\(rounded(v.departureNeedKWh))",
             ]) { a, _ in a })
         }
-        if let v = new.vehicle {
-          logger.info(
-            "\(v.vehicleID) plugged into \(charger)",
-            metadata: when.merging([
-              "energy_kwh": "\(rounded(v.energyKWh))", "need_kwh": "\(rounded(v.departureNeedKWh))",
-            ]) { a, _ in a })
-        }
+        if let v = old.vehicle { logVehicle(v, "left") }
+        if let v = new.vehicle { logVehicle(v, "plugged into") }
       }
       for e in s.events where !before.events.contains(e) {
         logger.notice("demand-response event \(e.id) announced", metadata: when)

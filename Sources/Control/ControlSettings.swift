@@ -28,6 +28,18 @@ public struct ControlSettings: Sendable, Hashable, Codable {
   /// How much of the headroom that last week's load promises before a departure the
   /// controller counts on; the rest of a need is charged at a steady pace from now.
   public var valleyConfidence: Double = 0.2
+  /// Hold enough energy above departure needs, on vehicles staying past the release
+  /// window, to carry the critical load this many hours if the utility fails.
+  public var outageReserveHours: Double = 2
+  /// In the last this-many hours of a stay, energy above the departure need goes back to
+  /// the building rather than leaving with the vehicle.
+  public var reserveReleaseHours: Double = 3
+  /// How far ahead the rolling plan looks.
+  public var planHorizonHours: Double = 24
+  /// The demand target sits this share above the plan's peak, for forecast error.
+  public var planMarginFraction: Double = 0.02
+  /// How long the forecast keeps the last hour's deviation from last week.
+  public var forecastCorrectionHours: Double = 6
 
   public init() {}
 
@@ -40,6 +52,11 @@ public struct ControlSettings: Sendable, Hashable, Codable {
     case eventPrechargeHours = "event_precharge_hours"
     case shavingRechargeFraction = "shaving_recharge_fraction"
     case valleyConfidence = "valley_confidence"
+    case outageReserveHours = "outage_reserve_hours"
+    case reserveReleaseHours = "reserve_release_hours"
+    case planHorizonHours = "plan_horizon_hours"
+    case planMarginFraction = "plan_margin_fraction"
+    case forecastCorrectionHours = "forecast_correction_hours"
   }
 
   /// Every key is optional in a file: what is left out keeps its default.
@@ -58,6 +75,11 @@ public struct ControlSettings: Sendable, Hashable, Codable {
     eventPrechargeHours = try value(.eventPrechargeHours, d.eventPrechargeHours)
     shavingRechargeFraction = try value(.shavingRechargeFraction, d.shavingRechargeFraction)
     valleyConfidence = try value(.valleyConfidence, d.valleyConfidence)
+    outageReserveHours = try value(.outageReserveHours, d.outageReserveHours)
+    reserveReleaseHours = try value(.reserveReleaseHours, d.reserveReleaseHours)
+    planHorizonHours = try value(.planHorizonHours, d.planHorizonHours)
+    planMarginFraction = try value(.planMarginFraction, d.planMarginFraction)
+    forecastCorrectionHours = try value(.forecastCorrectionHours, d.forecastCorrectionHours)
   }
 
   /// Range checks a decoder cannot express, as (key, problem) pairs.
@@ -81,6 +103,15 @@ public struct ControlSettings: Sendable, Hashable, Codable {
     if !(shavingRechargeFraction >= 0 && shavingRechargeFraction <= 1) {
       p.append(("shaving_recharge_fraction", "must be between 0 and 1"))
     }
+    if !(outageReserveHours >= 0) { p.append(("outage_reserve_hours", "must be 0 or more")) }
+    if !(reserveReleaseHours >= 0) { p.append(("reserve_release_hours", "must be 0 or more")) }
+    if !(planHorizonHours > 0 && planHorizonHours <= 167) {
+      p.append(("plan_horizon_hours", "must be above 0 and under a week (the forecast's reach)"))
+    }
+    if !(planMarginFraction >= 0 && planMarginFraction <= 1) {
+      p.append(("plan_margin_fraction", "must be between 0 and 1"))
+    }
+    if !(forecastCorrectionHours > 0) { p.append(("forecast_correction_hours", "must be above 0")) }
     return p
   }
 }

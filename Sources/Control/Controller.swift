@@ -1,9 +1,16 @@
+import Foundation
 import SiteModel
 
 /// Anything that turns a snapshot into decisions: the controller, and the reference
 /// policies the simulator compares it with.
 public protocol SitePolicy: Sendable {
   mutating func step(_ snapshot: Snapshot) -> Decisions
+  /// Whether the last step made a new plan (for timing plans apart from ordinary steps).
+  var replannedLastStep: Bool { get }
+}
+
+extension SitePolicy {
+  public var replannedLastStep: Bool { false }
 }
 
 /// The site controller: grid state, peak shaving, demand response, outage ride-through
@@ -21,6 +28,16 @@ public struct Controller: SitePolicy {
   /// Cumulative forecast headroom under the target, by intervals ahead (see `pace`).
   private var headroomCache: (interval: Int, target: Double, prefix: [Double]) = (-1, -1, [])
   private let planMargins: VehicleEnvelope.Margins
+  private let planner: PeakPlanner
+  /// The plan in force and what it was made for: re-planned when a demand interval
+  /// starts, a vehicle comes or goes, or an event is announced.
+  private var currentPlan: (key: PlanKey, plan: PeakPlanner.Plan, chargers: [Int])?
+  public private(set) var replannedLastStep = false
+  struct PlanKey: Hashable {
+    var interval: Int
+    var vehicles: [String?]
+    var event: String?
+  }
 
   public init(site: SiteDescription, settings: ControlSettings = ControlSettings()) {
     self.site = site
@@ -33,9 +50,11 @@ public struct Controller: SitePolicy {
       departureMarginSeconds: settings.departureMarginSeconds,
       chargeRateFraction: settings.plannedChargeRateFraction,
       shavingRechargeFraction: settings.shavingRechargeFraction)
+    self.planner = PeakPlanner(intervalHours: site.demandIntervalSeconds / 3600)
   }
 
   public mutating func step(_ s: Snapshot) -> Decisions {
+    replannedLastStep = false
     loadHistory.record(time: s.time, demandKW: max(0, s.buildingDemandKW), periodSeconds: s.periodSeconds)
 
     // Only worked out when the utility is gone or the building is not yet back on it.
@@ -104,10 +123,15 @@ public struct Controller: SitePolicy {
   /// already paid for. In the month's first week that peak says little yet (a month can
   /// open on a quiet weekend), so the target does not go below a share of last week's
   /// highest building interval: holding an artificially low target would drain the
-  /// vehicles and end in the very peak it tried to avoid.
-  public func demandTarget(_ s: Snapshot) -> Double {
+  /// vehicles and end in the very peak it tried to avoid. Where the rolling plan shows the
+  /// vehicles can hold less than that over the coming hours, its peak (with a margin for
+  /// forecast error) is the floor instead. The plan never raises the target above the
+  /// month's peak: that would only spend headroom the month may not need.
+  public func demandTarget(_ s: Snapshot, plan: PeakPlanner.Plan? = nil) -> Double {
     guard s.localTime.date.day <= 7 else { return s.meter.monthPeakKW }
-    return max(s.meter.monthPeakKW, settings.initialTargetFraction * loadHistory.peakKW)
+    var floor = settings.initialTargetFraction * loadHistory.peakKW
+    if let plan { floor = min(floor, plan.peakKW * (1 + settings.planMarginFraction)) }
+    return max(s.meter.monthPeakKW, floor)
   }
 
   private mutating func dispatchOnGrid(_ s: Snapshot, mayDischarge: Bool) -> Decisions {
@@ -118,8 +142,17 @@ public struct Controller: SitePolicy {
     let upcoming = s.events.filter { $0.startTime > s.time && $0.notifyTime <= s.time }
       .min { $0.startTime < $1.startTime }
 
-    let target = demandTarget(s)
+    let planned = replanIfNeeded(s, upcoming: upcoming)
+    let target = demandTarget(s, plan: planned)
     let envs = envelopes(s, floor: { $0.reserveFloorKWh })
+    var reserve = outageReserve(s, building: building)
+    // Vehicles hold, above their need, the energy the plan will ask of them for shaving.
+    if let planned, let chargers = currentPlan?.chargers {
+      for (j, i) in chargers.enumerated() { reserve[i] += planned.shavingKWh[j] }
+    }
+    for i in reserve.indices where reserve[i] > 0 {
+      if let v = s.chargers[i].vehicle, isReleasing(v, charger: site.chargers[i], time: s.time) { reserve[i] = 0 }
+    }
     var setpoints = Array(repeating: 0.0, count: n)
     // Outside events every vehicle charges at least at its pace: a need spread over the
     // stay adds a little to the peak, a need left to the last moment adds a charger's
@@ -160,7 +193,7 @@ public struct Controller: SitePolicy {
         var wants: [(index: Int, kw: Double, urgency: Double)] = []
         for (i, env) in envs {
           guard let v = s.chargers[i].vehicle else { continue }
-          let goal = chargeGoal(v, charger: site.chargers[i], upcoming: upcoming)
+          let goal = chargeGoal(v, charger: site.chargers[i], upcoming: upcoming, reserveKWh: reserve[i])
           let wantKW = min(env.maxChargeKW, max(0, (goal - v.energyKWh) / (site.chargers[i].efficiency * h)))
           let extra = wantKW - setpoints[i]  // on top of its must or pace
           if extra > 1e-9 {
@@ -198,7 +231,118 @@ public struct Controller: SitePolicy {
         }
       }
     }
+    if mayDischarge && !s.dischargePaused && activeEvent == nil {
+      releaseBeforeDeparture(s, envs: envs, upcoming: upcoming, setpoints: &setpoints)
+    }
     return Decisions(setpointsKW: setpoints, mode: mode, demandTargetKW: target)
+  }
+
+  // MARK: - Plan
+
+  /// The plan for this step: made anew when a demand interval starts, a vehicle arrives or
+  /// leaves, or an event is announced; nil until a week of load history allows a forecast
+  /// or when no peak the vehicles can hold was found.
+  private mutating func replanIfNeeded(_ s: Snapshot, upcoming: DemandResponseEvent?) -> PeakPlanner.Plan? {
+    guard let interval = loadHistory.currentInterval, loadHistory.forecast(intervalsAhead: 1) != nil else {
+      return nil
+    }
+    let key = PlanKey(
+      interval: interval, vehicles: s.chargers.map { $0.online ? $0.vehicle?.vehicleID : nil }, event: upcoming?.id)
+    if let current = currentPlan, current.key == key {
+      return current.plan.feasible ? current.plan : nil
+    }
+    let L = site.demandIntervalSeconds
+    let horizon = max(1, Int(settings.planHorizonHours * 3600 / L))
+    // Same time last week, corrected by how the last hour ran against its own week-ago
+    // values; the correction fades over the next hours.
+    let ratio = loadHistory.recentRatio(window: max(1, Int(3600 / L)))
+    var load = [max(0, s.buildingDemandKW)]
+    load.reserveCapacity(horizon)
+    for k in 1..<horizon {
+      guard let f = loadHistory.forecast(intervalsAhead: k) else { break }
+      let fade = exp(-Double(k) * L / (settings.forecastCorrectionHours * 3600))
+      load.append(f * (1 + (ratio - 1) * fade))
+    }
+    let intervalStart = Double(interval) * L
+    var vehicles: [PeakPlanner.Vehicle] = []
+    var chargers: [Int] = []
+    for i in site.chargers.indices where i < s.chargers.count && s.chargers[i].online {
+      guard let v = s.chargers[i].vehicle else { continue }
+      let c = site.chargers[i]
+      let due = (v.departureTime - settings.departureMarginSeconds - intervalStart) / L
+      vehicles.append(
+        PeakPlanner.Vehicle(
+          energyKWh: v.energyKWh, needKWh: chargeGoal(v, charger: c, upcoming: upcoming),
+          floorKWh: v.reserveFloorKWh, capacityKWh: v.batteryKWh * 0.95,
+          departureInterval: max(1, Int(due.rounded(.down))),
+          maxChargeKW: c.maxChargeKW * settings.plannedChargeRateFraction, maxDischargeKW: c.maxDischargeKW,
+          efficiency: c.efficiency))
+      chargers.append(i)
+    }
+    let plan = planner.plan(loadKW: load, vehicles: vehicles, ceilingKW: site.importLimitKW)
+    currentPlan = (key, plan, chargers)
+    replannedLastStep = true
+    return plan.feasible ? plan : nil
+  }
+
+  /// Energy each vehicle should hold above its departure need so that the building can
+  /// carry its critical load for `outageReserveHours` if the utility fails now, kWh by
+  /// charger. Outages come unannounced, so the reserve is held all the time, on vehicles
+  /// that stay a while: first at grid-forming chargers (no island without one), then the
+  /// others, longest stays first. None when no vehicle at a grid-forming charger stays.
+  func outageReserve(_ s: Snapshot, building: Double) -> [Double] {
+    var reserve = Array(repeating: 0.0, count: site.chargers.count)
+    var holders: [(index: Int, vehicle: PluggedVehicle)] = []
+    for i in site.chargers.indices where i < s.chargers.count && s.chargers[i].online {
+      guard let v = s.chargers[i].vehicle, site.chargers[i].maxDischargeKW > 0,
+        !isReleasing(v, charger: site.chargers[i], time: s.time)
+      else { continue }
+      holders.append((i, v))
+    }
+    guard holders.contains(where: { site.chargers[$0.index].gridForming }) else { return reserve }
+    holders.sort {
+      let (a, b) = (site.chargers[$0.index].gridForming, site.chargers[$1.index].gridForming)
+      return a != b ? a : $0.vehicle.departureTime > $1.vehicle.departureTime
+    }
+    var remaining = building * site.criticalLoadFraction * settings.outageReserveHours
+    for (i, v) in holders where remaining > 0 {
+      // What a vehicle can hold above its need, and give at its charger's rate.
+      let room = max(0, v.batteryKWh * 0.95 - max(v.departureNeedKWh, v.reserveFloorKWh))
+      let r = min(room, remaining)
+      reserve[i] = r
+      remaining -= r
+    }
+    return reserve
+  }
+
+  /// Whether a vehicle is near enough its departure to give back what it holds above its
+  /// need: from the time that takes at its charger's full discharge power, plus
+  /// `reserveReleaseHours` to do it gently, before it is due.
+  private func isReleasing(_ v: PluggedVehicle, charger c: ChargerSpec, time: Double) -> Bool {
+    let extra = max(0, v.energyKWh - max(v.departureNeedKWh, v.reserveFloorKWh))
+    let fullPowerHours = c.maxDischargeKW > 0 ? extra * c.efficiency / c.maxDischargeKW : 0
+    let due = v.departureTime - settings.departureMarginSeconds
+    return due - time <= (settings.reserveReleaseHours + fullPowerHours) * 3600
+  }
+
+  /// In the last `reserveReleaseHours` of a stay, energy above the departure need (outage
+  /// reserve, event pre-charge not used) goes back to the building at a steady pace
+  /// instead of leaving with the vehicle, where it would be paid for and lost to the site.
+  private func releaseBeforeDeparture(
+    _ s: Snapshot, envs: [(Int, VehicleEnvelope)], upcoming: DemandResponseEvent?, setpoints: inout [Double]
+  ) {
+    let h = s.periodSeconds / 3600
+    var room = max(0, s.buildingDemandKW) + setpoints.reduce(0, +) + site.exportLimitKW
+    for (i, env) in envs where setpoints[i] == 0 && room > 0 {
+      guard let v = s.chargers[i].vehicle, isReleasing(v, charger: site.chargers[i], time: s.time) else { continue }
+      if let e = upcoming, v.departureTime > e.startTime { continue }
+      let hours = max(h, (v.departureTime - settings.departureMarginSeconds - s.time) / 3600)
+      let extra = v.energyKWh - max(v.departureNeedKWh, v.reserveFloorKWh)
+      guard extra > 0 else { continue }
+      let p = min(env.maxDischargeKW, extra * site.chargers[i].efficiency / hours, room)
+      setpoints[i] = -p
+      room -= p
+    }
   }
 
   /// How fast a vehicle should charge now, whatever the headroom: the need that last
@@ -226,7 +370,7 @@ public struct Controller: SitePolicy {
       var prefix = [0.0]
       prefix.reserveCapacity(loadHistory.capacity + 1)
       var sum = 0.0
-      for k in 1...loadHistory.capacity {
+      for k in 1..<loadHistory.weekIntervals {
         guard let load = loadHistory.forecast(intervalsAhead: k) else { break }
         sum += max(0, target - load) * L / 3600
         prefix.append(sum)
@@ -240,8 +384,10 @@ public struct Controller: SitePolicy {
 
   /// The energy a vehicle should hold: its departure need, or, before an announced event
   /// it will be present for, enough above that to discharge through the event.
-  private func chargeGoal(_ v: PluggedVehicle, charger: ChargerSpec, upcoming: DemandResponseEvent?) -> Double {
-    var goal = v.departureNeedKWh
+  private func chargeGoal(
+    _ v: PluggedVehicle, charger: ChargerSpec, upcoming: DemandResponseEvent?, reserveKWh: Double = 0
+  ) -> Double {
+    var goal = v.departureNeedKWh + reserveKWh
     if let e = upcoming, v.departureTime > e.startTime {
       let eventHours = min(settings.eventPrechargeHours, (e.endTime - e.startTime) / 3600)
       let forEvent = charger.maxDischargeKW * eventHours / charger.efficiency

@@ -1,19 +1,24 @@
 import SiteModel
 
-/// The building's own demand over the past week, one mean per demand interval, kept so the
-/// controller can set a sensible demand target before the month has shown its peak.
+/// The building's own demand over the past eight days, one mean per demand interval: the
+/// controller's load forecast (same time last week, corrected by how the last hours ran
+/// against their own forecast) and its sense of the week's peak.
 public struct LoadHistory: Sendable, Hashable {
   public let intervalSeconds: Double
+  /// Intervals kept (eight days: a week plus the day that shows how this week compares).
   public let capacity: Int
+  /// Intervals in a week: the forecast reaches at most this far ahead.
+  public let weekIntervals: Int
   private var means: [Double] = []
   private var next = 0
   private var currentIndex: Int?
   private var currentSumKWs = 0.0
   private var currentSeconds = 0.0
 
-  public init(intervalSeconds: Double, days: Int = 7) {
+  public init(intervalSeconds: Double) {
     self.intervalSeconds = intervalSeconds
-    self.capacity = max(1, Int(Double(days) * 86_400 / intervalSeconds))
+    self.weekIntervals = max(2, Int(7 * 86_400 / intervalSeconds))
+    self.capacity = weekIntervals + max(1, Int(86_400 / intervalSeconds))
     means.reserveCapacity(capacity)
   }
 
@@ -39,20 +44,47 @@ public struct LoadHistory: Sendable, Hashable {
     currentSeconds = 0
   }
 
-  /// The building's demand `ahead` intervals after the one under way, forecast as the
-  /// same interval a week earlier; nil until a full week has been seen.
+  /// The mean of the closed interval `ago` intervals before the one under way (1: the
+  /// last closed one); nil when not seen.
+  public func value(intervalsAgo ago: Int) -> Double? {
+    guard ago >= 1, ago <= means.count else { return nil }
+    // `next` is where the newest mean will go once the buffer is full.
+    let newest = means.count < capacity ? means.count - 1 : (next + capacity - 1) % capacity
+    return means[(newest - (ago - 1) + capacity) % capacity]
+  }
+
+  /// The building's demand `ahead` intervals after the one under way, as the same interval
+  /// a week earlier; nil until a full week has been seen.
   public func forecast(intervalsAhead ahead: Int) -> Double? {
-    guard means.count == capacity, ahead >= 1, ahead <= capacity else { return nil }
-    // `next` is the oldest slot: the interval one week before the one under way, plus one.
-    return means[(next + ahead - 1) % capacity]
+    guard ahead >= 1, ahead < weekIntervals else { return nil }
+    return value(intervalsAgo: weekIntervals - ahead)
+  }
+
+  /// How the last `window` closed intervals ran against a week earlier: their ratio,
+  /// clamped to [0.5, 2]; 1 when the history is too short.
+  public func recentRatio(window: Int) -> Double {
+    var actual = 0.0
+    var lastWeek = 0.0
+    for ago in 1...max(1, window) {
+      guard let a = value(intervalsAgo: ago), let w = value(intervalsAgo: ago + weekIntervals) else { return 1 }
+      actual += a
+      lastWeek += w
+    }
+    guard lastWeek > 0 else { return 1 }
+    return min(2, max(0.5, actual / lastWeek))
   }
 
   /// Index of the interval under way (nil before the first record).
   public var currentInterval: Int? { currentIndex }
 
-  /// The highest interval mean over the window, including the interval under way.
+  /// The highest interval mean over the past week, including the interval under way.
   public var peakKW: Double {
     let running = currentSeconds > 0 ? currentSumKWs / currentSeconds : 0
-    return max(means.max() ?? 0, running)
+    var peak = running
+    for ago in 1..<weekIntervals {
+      guard let v = value(intervalsAgo: ago) else { break }
+      peak = max(peak, v)
+    }
+    return peak
   }
 }

@@ -16,6 +16,8 @@ public struct RunReport: Encodable, Sendable {
   public var savings: Double
   public var violations: [String]
   public var decisionTimeMicros: DecisionTime?
+  /// The steps on which the controller made a new plan (a subset of all steps).
+  public var replanTimeMicros: DecisionTime?
 
   public struct DecisionTime: Encodable, Sendable {
     public var samples: Int
@@ -41,6 +43,7 @@ public struct RunReport: Encodable, Sendable {
     case wallClockSeconds = "wall_clock_seconds"
     case unmanagedCost = "unmanaged_cost"
     case decisionTimeMicros = "decision_time_us"
+    case replanTimeMicros = "replan_time_us"
   }
 
   public func write(to directory: String) throws {

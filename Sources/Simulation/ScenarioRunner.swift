@@ -20,7 +20,10 @@ public struct ScenarioRunner {
   /// Timing of the policy's decisions, for the bench.
   public struct Timing: Sendable {
     public var steps = 0
+    /// Every `sampleTimingEvery`-th step, whatever it did.
     public var decisionNanos: [UInt64] = []
+    /// Every step on which the policy made a new plan.
+    public var replanNanos: [UInt64] = []
   }
 
   /// - Parameters:
@@ -41,12 +44,14 @@ public struct ScenarioRunner {
     while plant.minute < end {
       let snapshot = plant.snapshot(periodSeconds: stepSeconds)
       let decisions: Decisions
-      if sampleTimingEvery > 0 && timing.steps % sampleTimingEvery == 0 {
+      if sampleTimingEvery > 0 {
         var result: Decisions?
         let elapsed = clock.measure { result = policy.step(snapshot) }
         decisions = result!
-        timing.decisionNanos.append(
-          UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000))
+        let nanos =
+          UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+        if timing.steps % sampleTimingEvery == 0 { timing.decisionNanos.append(nanos) }
+        if policy.replannedLastStep { timing.replanNanos.append(nanos) }
       } else {
         decisions = policy.step(snapshot)
       }

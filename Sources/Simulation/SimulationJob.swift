@@ -41,7 +41,8 @@ public struct SimulationJob {
       wallClockSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
       cost: cost, unmanagedCost: unmanagedCost, savings: unmanagedCost.total - cost.total,
       violations: managed.trace.violations,
-      decisionTimeMicros: RunReport.DecisionTime(nanos: managed.timing.decisionNanos))
+      decisionTimeMicros: RunReport.DecisionTime(nanos: managed.timing.decisionNanos),
+      replanTimeMicros: RunReport.DecisionTime(nanos: managed.timing.replanNanos))
     return Result(trace: managed.trace, report: report)
   }
 

@@ -88,6 +88,11 @@ struct Simulate: ParsableCommand {
       print(
         "  decision time        median \(String(format: "%.1f", t.median)) µs, p99 \(String(format: "%.1f", t.p99)) µs")
     }
+    if let t = r.replanTimeMicros {
+      print(
+        "  re-plan time         median \(String(format: "%.1f", t.median)) µs, p99 \(String(format: "%.1f", t.p99)) µs over \(t.samples) plans"
+      )
+    }
     print("  trace and report in  \(out)/ (chart: \(out)/chart.html)")
   }
 }

@@ -39,7 +39,7 @@ public struct ControlSettings: Sendable, Hashable, Codable {
   /// The demand target sits this share above the plan's peak, for forecast error.
   public var planMarginFraction: Double = 0.02
   /// How long the forecast keeps the last hour's deviation from last week.
-  public var forecastCorrectionHours: Double = 6
+  public var forecastCorrectionHours: Double = 12
 
   public init() {}
 

@@ -253,16 +253,9 @@ public struct Controller: SitePolicy {
     }
     let L = site.demandIntervalSeconds
     let horizon = max(1, Int(settings.planHorizonHours * 3600 / L))
-    // Same time last week, corrected by how the last hour ran against its own week-ago
-    // values; the correction fades over the next hours.
-    let ratio = loadHistory.recentRatio(window: max(1, Int(3600 / L)))
-    var load = [max(0, s.buildingDemandKW)]
-    load.reserveCapacity(horizon)
-    for k in 1..<horizon {
-      guard let f = loadHistory.forecast(intervalsAhead: k) else { break }
-      let fade = exp(-Double(k) * L / (settings.forecastCorrectionHours * 3600))
-      load.append(f * (1 + (ratio - 1) * fade))
-    }
+    let load =
+      [max(0, s.buildingDemandKW)]
+      + loadHistory.forecastSeries(count: horizon - 1, correctionHours: settings.forecastCorrectionHours)
     let intervalStart = Double(interval) * L
     var vehicles: [PeakPlanner.Vehicle] = []
     var chargers: [Int] = []
@@ -368,10 +361,11 @@ public struct Controller: SitePolicy {
     let L = site.demandIntervalSeconds
     if headroomCache.interval != current || headroomCache.target != target {
       var prefix = [0.0]
-      prefix.reserveCapacity(loadHistory.capacity + 1)
+      prefix.reserveCapacity(loadHistory.weekIntervals)
       var sum = 0.0
-      for k in 1..<loadHistory.weekIntervals {
-        guard let load = loadHistory.forecast(intervalsAhead: k) else { break }
+      for load in loadHistory.forecastSeries(
+        count: loadHistory.weekIntervals - 1, correctionHours: settings.forecastCorrectionHours)
+      {
         sum += max(0, target - load) * L / 3600
         prefix.append(sum)
       }

@@ -1,3 +1,4 @@
+import Foundation
 import SiteModel
 
 /// The building's own demand over the past eight days, one mean per demand interval: the
@@ -72,6 +73,22 @@ public struct LoadHistory: Sendable, Hashable {
     }
     guard lastWeek > 0 else { return 1 }
     return min(2, max(0.5, actual / lastWeek))
+  }
+
+  /// The forecast for the next `count` intervals (1 ahead first; shorter when the history
+  /// is): same time last week, scaled by how the last hour ran against its own week-ago
+  /// values, the scaling fading with `correctionHours`. A hot day shows in the morning;
+  /// last week's afternoon alone would promise headroom that is not there.
+  public func forecastSeries(count: Int, correctionHours: Double) -> [Double] {
+    let ratio = recentRatio(window: max(1, Int(3600 / intervalSeconds)))
+    var series: [Double] = []
+    series.reserveCapacity(max(0, count))
+    for k in 1...max(1, count) {
+      guard let f = forecast(intervalsAhead: k) else { break }
+      let fade = exp(-Double(k) * intervalSeconds / (correctionHours * 3600))
+      series.append(f * (1 + (ratio - 1) * fade))
+    }
+    return series
   }
 
   /// Index of the interval under way (nil before the first record).

@@ -69,9 +69,13 @@ public struct SafetyFilter: Sendable {
 
     // Opening to the island this step counts as islanded: adapters carry out the switch
     // command first and release setpoints only once the switch confirms it is open.
+    // Closing back onto the utility this step is neither: the island's setpoints (the
+    // grid-forming charger's is a ceiling, not a flow) would become real discharge onto the
+    // grid the moment the switch closes, and export. Hands off for the step.
+    let closing = d.transferSwitch == .toUtility && s.transferSwitch != .utility
     let onIsland =
-      s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable)
-    let onGrid = s.transferSwitch == .utility && s.utilityAvailable
+      !closing && (s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable))
+    let onGrid = !closing && s.transferSwitch == .utility && s.utilityAvailable
     let mayDischargeOnGrid = onGrid && utilityStable && s.inputsFresh && !s.dischargePaused
     let eventActive = s.events.contains { $0.isActive(at: s.time) }
 

@@ -170,6 +170,12 @@ public struct SitePlant: Sendable {
     flows.vehicleEnergyKWh = activeSession.map { $0.map { energyKWh[scenario.sessions[$0].vehicle] } ?? 0 }
     flows.evKW = flows.chargerKW.reduce(0, +)
     flows.gridKW = (transferSwitch == .utility && utility) ? flows.servedKW + flows.evKW : 0
+    let now = Double(minute) * 60
+    let exportLimit =
+      visibleEvents.contains { $0.isActive(at: now) } ? site.eventExportLimitKW : site.exportLimitKW
+    if flows.gridKW < -exportLimit - 1e-6 {
+      violations.append("minute \(minute): exported \(flows.gridKW * -1) kW, above the \(exportLimit) kW limit")
+    }
     meter.intervalImportKWh += flows.gridKW * h
     meter.intervalElapsedSeconds += seconds
 

@@ -62,6 +62,22 @@ struct OutageTests {
     #expect(!log.last!.decisions.shedNonCriticalLoads)
   }
 
+  @Test("the step that closes back onto the utility discharges nothing, so nothing is exported")
+  func closingStepIsHandsOff() {
+    // Critical load (42 kW) is less than the vehicles can give, so the island's
+    // grid-forming setpoint is a ceiling well above the load: carried onto the grid as a
+    // flow, it would export.
+    var tiny = wellChargedSite { $0 >= 600 && $0 < 2400 }
+    var c = Controller(site: site)
+    let log = drive(&tiny, seconds: 3600, controller: &c)
+    let close = log.first { $0.decisions.transferSwitch == .toUtility }!
+    #expect(close.decisions.setpointsKW.allSatisfy { $0 == 0 }, "\(close.decisions.setpointsKW)")
+    for step in log where step.snapshot.transferSwitch == .utility && step.snapshot.utilityAvailable {
+      let grid = step.snapshot.buildingDemandKW + step.decisions.setpointsKW.reduce(0, +)
+      #expect(grid >= -site.exportLimitKW - 1e-6, "exported \(-grid) kW at \(step.time) s")
+    }
+  }
+
   @Test("a utility that returns and fails again restarts the wait")
   func flickerRestartsWait() {
     // Back at 1200 s, gone again 1350-1400 s, back for good at 1400 s.

@@ -22,6 +22,9 @@ public struct ControlSettings: Sendable, Hashable, Codable {
   /// when it starts are charged to hold this many hours of their charger's discharge power
   /// above their departure need.
   public var eventPrechargeHours: Double = 3
+  /// Event pre-charge the headroom does not cover is paced at this share of the pace that
+  /// would complete it by the event's start (0: headroom only; 1: whatever the peak).
+  public var eventPaceShare: Double = 0.5
   /// Peak shaving may take a vehicle below its departure need only as far as recharging at
   /// this share of its charger's power can put back before it leaves (0: never below).
   public var shavingRechargeFraction: Double = 0.25
@@ -51,6 +54,7 @@ public struct ControlSettings: Sendable, Hashable, Codable {
     case initialTargetFraction = "initial_target_fraction"
     case eventPrechargeHours = "event_precharge_hours"
     case shavingRechargeFraction = "shaving_recharge_fraction"
+    case eventPaceShare = "event_pace_share"
     case valleyConfidence = "valley_confidence"
     case outageReserveHours = "outage_reserve_hours"
     case reserveReleaseHours = "reserve_release_hours"
@@ -74,6 +78,7 @@ public struct ControlSettings: Sendable, Hashable, Codable {
     initialTargetFraction = try value(.initialTargetFraction, d.initialTargetFraction)
     eventPrechargeHours = try value(.eventPrechargeHours, d.eventPrechargeHours)
     shavingRechargeFraction = try value(.shavingRechargeFraction, d.shavingRechargeFraction)
+    eventPaceShare = try value(.eventPaceShare, d.eventPaceShare)
     valleyConfidence = try value(.valleyConfidence, d.valleyConfidence)
     outageReserveHours = try value(.outageReserveHours, d.outageReserveHours)
     reserveReleaseHours = try value(.reserveReleaseHours, d.reserveReleaseHours)
@@ -98,6 +103,7 @@ public struct ControlSettings: Sendable, Hashable, Codable {
     if !(initialTargetFraction >= 0 && initialTargetFraction <= 2) {
       p.append(("initial_target_fraction", "must be between 0 and 2"))
     }
+    if !(eventPaceShare >= 0 && eventPaceShare <= 1) { p.append(("event_pace_share", "must be between 0 and 1")) }
     if !(eventPrechargeHours >= 0) { p.append(("event_precharge_hours", "must be 0 or more")) }
     if !(valleyConfidence >= 0 && valleyConfidence <= 1) { p.append(("valley_confidence", "must be between 0 and 1")) }
     if !(shavingRechargeFraction >= 0 && shavingRechargeFraction <= 1) {

@@ -167,6 +167,20 @@ public struct Controller: SitePolicy {
         env.mustChargeKW,
         pace(v, charger: site.chargers[i], env: env, time: s.time, target: target, sharedBy: needy))
     }
+    // Energy for an announced event is paced like a departure need, to be in the battery
+    // when the event starts (what the valleys before it will not cover, spread evenly), but
+    // only at a share of that pace: the hours before a summer event are often the month's
+    // peak, and the rest must come from headroom.
+    if activeEvent == nil, settings.eventPaceShare > 0, let e = upcoming {
+      for (i, env) in envs {
+        guard let v = s.chargers[i].vehicle, v.departureTime > e.startTime else { continue }
+        let goal = chargeGoal(v, charger: site.chargers[i], upcoming: e)
+        let p = pace(
+          v, charger: site.chargers[i], env: env, time: s.time, target: target, sharedBy: envs.count,
+          goal: (goal, e.startTime))
+        setpoints[i] = max(setpoints[i], p * settings.eventPaceShare)
+      }
+    }
     // Charging committed before any headroom is handed out: musts and paces.
     let committedTotal = setpoints.reduce(0, +)
 
@@ -343,14 +357,15 @@ public struct Controller: SitePolicy {
   /// them), spread evenly over its stay. A need left to the last moment would be charged
   /// at full power, and likely on a peak; spread, it adds a little.
   private mutating func pace(
-    _ v: PluggedVehicle, charger: ChargerSpec, env: VehicleEnvelope, time: Double, target: Double, sharedBy: Int
+    _ v: PluggedVehicle, charger: ChargerSpec, env: VehicleEnvelope, time: Double, target: Double, sharedBy: Int,
+    goal: (kwh: Double, by: Double)? = nil
   ) -> Double {
-    let deadline = v.departureTime - settings.departureMarginSeconds
+    let deadline = goal?.by ?? (v.departureTime - settings.departureMarginSeconds)
     let hours = (deadline - time) / 3600
-    guard hours > 0 else { return env.paceKW }
+    guard hours > 0 else { return goal == nil ? env.paceKW : 0 }
     let valleyKWh = forecastHeadroomKWh(until: deadline, from: time, target: target) / Double(max(1, sharedBy))
     let expected = min(valleyKWh * settings.valleyConfidence, charger.maxChargeKW * hours) * charger.efficiency
-    let uncovered = v.departureNeedKWh - v.energyKWh - expected
+    let uncovered = (goal?.kwh ?? v.departureNeedKWh) - v.energyKWh - expected
     return min(env.maxChargeKW, max(0, uncovered / (charger.efficiency * hours)))
   }
 

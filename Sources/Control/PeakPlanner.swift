@@ -80,6 +80,12 @@ public struct PeakPlanner: Sendable {
     return Plan(peakKW: hi, shavingKWh: scratch.discharged, feasible: true)
   }
 
+  /// Whether the vehicles can hold the import at `peakKW` over the horizon.
+  public func holds(peakKW: Double, loadKW: [Double], vehicles: [Vehicle]) -> Bool {
+    var scratch = Scratch(count: vehicles.count)
+    return check(peak: peakKW, loadKW: loadKW, vehicles: vehicles, scratch: &scratch)
+  }
+
   struct Scratch {
     var energy: [Double]
     var discharged: [Double]

@@ -126,6 +126,29 @@ struct DispatchTests {
     #expect(tiny.vehicles[0]!.energyKWh > 120, "held \(tiny.vehicles[0]!.energyKWh) kWh at the event's start")
   }
 
+  @Test("a vehicle staying a while holds an outage reserve, and gives it back before it leaves")
+  func outageReserveHeldAndReleased() {
+    // 120 kW building, critical share 0.35: 2 h of critical load is 84 kWh. The first hour
+    // at 300 kW sets the month's peak, leaving headroom to charge the reserve in.
+    let settings = ControlSettings()
+    var tiny = TinySite(
+      site: site, vehicles: [Fixtures.vehicle(energy: 60, departure: 20 * 3600, need: 60), nil],
+      building: { $0 < 3600 ? 300 : 120 })
+    var c = Controller(site: site, settings: settings)
+    var heldAt8h = 0.0
+    while tiny.time < 20 * 3600 - settings.departureMarginSeconds {
+      tiny.apply(c.step(tiny.snapshot(period: 60)), period: 60)
+      if tiny.time == 8 * 3600 { heldAt8h = tiny.vehicles[0]!.energyKWh }
+    }
+    let reserve = 120 * site.criticalLoadFraction * settings.outageReserveHours
+    #expect(heldAt8h >= 60 + 0.9 * reserve, "held \(heldAt8h) kWh at 8 h; need 60 + reserve \(reserve)")
+    let atDeparture = tiny.vehicles[0]!.energyKWh
+    #expect(atDeparture >= 60 - 1e-6, "left with \(atDeparture) kWh, below its need")
+    #expect(atDeparture <= 60 + 5, "left with \(atDeparture) kWh: the reserve went with it")
+    // The reserve went in under the month's peak, not on top of it.
+    #expect(tiny.meter.monthPeakKW <= 301)
+  }
+
   @Test("stale inputs: no discharge, only the charging a departure requires")
   func staleInputsAreSafe() {
     var s = Fixtures.snapshot(

@@ -24,6 +24,7 @@ public struct Controller: SitePolicy {
   public private(set) var grid = GridStateMachine()
   public private(set) var safetyMemory = SafetyFilter.Memory()
   public private(set) var loadHistory: LoadHistory
+  public private(set) var sessionHistory = SessionHistory()
   private let safety: SafetyFilter
   /// Cumulative forecast headroom under the target, by intervals ahead (see `pace`).
   private var headroomCache: (interval: Int, target: Double, prefix: [Double]) = (-1, -1, [])
@@ -56,6 +57,7 @@ public struct Controller: SitePolicy {
   public mutating func step(_ s: Snapshot) -> Decisions {
     replannedLastStep = false
     loadHistory.record(time: s.time, demandKW: max(0, s.buildingDemandKW), periodSeconds: s.periodSeconds)
+    sessionHistory.observe(s)
 
     // Only worked out when the utility is gone or the building is not yet back on it.
     let island =
@@ -285,6 +287,22 @@ public struct Controller: SitePolicy {
           maxChargeKW: c.maxChargeKW * settings.plannedChargeRateFraction, maxDischargeKW: c.maxDischargeKW,
           efficiency: c.efficiency))
       chargers.append(i)
+    }
+    // Vehicles expected on chargers that will be free by then, from last week's sessions.
+    // They come after the plugged ones: the plan's shaving is read for those only.
+    let horizonEnd = intervalStart + Double(load.count) * L
+    for next in sessionHistory.expected(from: s.time, until: horizonEnd) where next.charger < site.chargers.count {
+      let c = site.chargers[next.charger]
+      let reading = next.charger < s.chargers.count ? s.chargers[next.charger] : ChargerReading(online: false)
+      guard reading.online, (reading.vehicle?.departureTime ?? 0) <= next.arrival else { continue }
+      let due = (next.departure - settings.departureMarginSeconds - intervalStart) / L
+      vehicles.append(
+        PeakPlanner.Vehicle(
+          energyKWh: next.arrivalEnergyKWh, needKWh: next.needKWh, floorKWh: next.floorKWh,
+          capacityKWh: next.batteryKWh * 0.95, departureInterval: max(1, Int(due.rounded(.down))),
+          arrivalInterval: Int(((next.arrival - intervalStart) / L).rounded(.up)),
+          maxChargeKW: c.maxChargeKW * settings.plannedChargeRateFraction, maxDischargeKW: c.maxDischargeKW,
+          efficiency: c.efficiency))
     }
     let plan = planner.plan(loadKW: load, vehicles: vehicles, ceilingKW: site.importLimitKW)
     currentPlan = (key, plan, chargers)

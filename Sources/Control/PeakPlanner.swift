@@ -22,14 +22,17 @@ public struct PeakPlanner: Sendable {
     /// Intervals from the start of the horizon until it must hold its need (may lie
     /// beyond the horizon).
     public var departureInterval: Int
+    /// The interval it is expected to arrive in (0: plugged in now).
+    public var arrivalInterval: Int = 0
     public var maxChargeKW: Double
     public var maxDischargeKW: Double
     public var efficiency: Double
 
     public init(
       energyKWh: Double, needKWh: Double, floorKWh: Double, capacityKWh: Double, departureInterval: Int,
-      maxChargeKW: Double, maxDischargeKW: Double, efficiency: Double
+      arrivalInterval: Int = 0, maxChargeKW: Double, maxDischargeKW: Double, efficiency: Double
     ) {
+      self.arrivalInterval = arrivalInterval
       self.energyKWh = energyKWh
       self.needKWh = needKWh
       self.floorKWh = floorKWh
@@ -111,7 +114,7 @@ public struct PeakPlanner: Sendable {
         var excess = (load - peak) * h  // kWh at the building side
         // Most spare energy first: whoever can give the most without endangering its need.
         var givers: [(index: Int, kwh: Double)] = []
-        for (i, v) in vehicles.enumerated() where v.departureInterval > k {
+        for (i, v) in vehicles.enumerated() where v.arrivalInterval <= k && v.departureInterval > k {
           let later = Double(v.departureInterval - k - 1) * h * v.maxChargeKW * v.efficiency
           let keep = max(v.floorKWh, v.needKWh - later)
           let spare = min(v.maxDischargeKW * h, (scratch.energy[i] - keep) * v.efficiency)
@@ -129,7 +132,7 @@ public struct PeakPlanner: Sendable {
         var headroom = (peak - load) * h
         for i in scratch.order where headroom > 1e-9 {
           let v = vehicles[i]
-          guard v.departureInterval > k else { continue }
+          guard v.arrivalInterval <= k, v.departureInterval > k else { continue }
           let room = (v.capacityKWh - scratch.energy[i]) / v.efficiency
           let e = min(v.maxChargeKW * h, room, headroom)
           guard e > 1e-9 else { continue }

@@ -62,6 +62,16 @@ struct PeakPlannerTests {
     #expect(abs(plan.peakKW - 150) <= planner.resolutionKW)
   }
 
+  @Test("a vehicle expected later takes no part before it arrives")
+  func expectedVehicleWaits() {
+    var v = vehicle(energy: 100, need: 20, departs: 6)
+    v.arrivalInterval = 2
+    let early = planner.plan(loadKW: [300, 300, 300, 100], vehicles: [v], ceilingKW: 1000)
+    #expect(abs(early.peakKW - 300) <= planner.resolutionKW, "it cannot shave before it is here")
+    let late = planner.plan(loadKW: [100, 100, 300, 100], vehicles: [v], ceilingKW: 1000)
+    #expect(abs(late.peakKW - 240) <= planner.resolutionKW)
+  }
+
   @Test("a need that no peak under the service limit can meet is reported, not hidden")
   func infeasible() {
     let v = vehicle(energy: 0, need: 140, floor: 0, departs: 2)  // 2 h at 60 kW is 120 kWh

@@ -173,10 +173,14 @@ public struct Controller: SitePolicy {
     // when the event starts (what the valleys before it will not cover, spread evenly), but
     // only at a share of that pace: the hours before a summer event are often the month's
     // peak, and the rest must come from headroom.
+    let withoutEventPace = setpoints
     if activeEvent == nil, settings.eventPaceShare > 0, let e = upcoming {
       for (i, env) in envs {
         guard let v = s.chargers[i].vehicle, v.departureTime > e.startTime else { continue }
         let goal = chargeGoal(v, charger: site.chargers[i], upcoming: e)
+        // A battery as good as at its goal is left alone (a trickle would also keep it
+        // from shaving).
+        guard goal - v.energyKWh > 0.01 * v.batteryKWh else { continue }
         let p = pace(
           v, charger: site.chargers[i], env: env, time: s.time, target: target, sharedBy: envs.count,
           goal: (goal, e.startTime))
@@ -224,22 +228,26 @@ public struct Controller: SitePolicy {
         }
       } else if mayDischarge && !s.dischargePaused {
         // Shave: discharge what vehicles can spare to bring the interval back to target,
-        // never exporting.
-        let deficit = min(-headroom, building + committedTotal + site.exportLimitKW)
-        // Energy below a vehicle's departure need is lent for shaving only as far as a
-        // gentle recharge can put it back: a deep loan must be repaid at full power before
-        // the vehicle leaves, at a time that may well make the next peak.
+        // never exporting. Energy below a vehicle's departure need is lent only as far as
+        // a gentle recharge can put it back: a deep loan must be repaid at full power
+        // before the vehicle leaves, at a time that may well make the next peak.
         let donors = envs.filter { env in
-          guard setpoints[env.0] == 0, env.1.surplusDischargeKW > 0, let v = s.chargers[env.0].vehicle
+          guard withoutEventPace[env.0] == 0, env.1.surplusDischargeKW > 0, let v = s.chargers[env.0].vehicle
           else { return false }
-          // Keep energy promised to an announced event.
+          // Energy promised to an announced event is kept for it. (Shaving with it
+          // instead was measured: better for a school whose buses sit full all summer,
+          // worse wherever the event energy is hard to come by.)
           if let e = upcoming, v.departureTime > e.startTime {
             return v.energyKWh > chargeGoal(v, charger: site.chargers[env.0], upcoming: e)
           }
           return true
         }
+        // A donor being pre-charged for an event gives that up while it shaves.
+        let donorsPace = donors.reduce(0) { $0 + setpoints[$1.0] }
+        let deficit = min(-headroom - donorsPace, building + committedTotal - donorsPace + site.exportLimitKW)
         let available = donors.reduce(0) { $0 + $1.1.surplusDischargeKW }
-        if available > 0 {
+        for (i, _) in donors { setpoints[i] = 0 }
+        if available > 0, deficit > 0 {
           let share = min(1, deficit / available)
           for (i, env) in donors {
             setpoints[i] = -env.surplusDischargeKW * share

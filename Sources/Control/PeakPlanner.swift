@@ -64,7 +64,8 @@ public struct PeakPlanner: Sendable {
   /// - Parameters:
   ///   - loadKW: forecast building demand per interval of the horizon, kW.
   ///   - ceilingKW: the import limit; the plan never asks more.
-  public func plan(loadKW: [Double], vehicles: [Vehicle], ceilingKW: Double) -> Plan {
+  public func plan(loadKW: [Double], vehicles given: [Vehicle], ceilingKW: Double) -> Plan {
+    let vehicles = reachable(given)
     var scratch = Scratch(count: vehicles.count)
     var hi = ceilingKW
     guard check(peak: hi, loadKW: loadKW, vehicles: vehicles, scratch: &scratch) else {
@@ -86,7 +87,19 @@ public struct PeakPlanner: Sendable {
   /// Whether the vehicles can hold the import at `peakKW` over the horizon.
   public func holds(peakKW: Double, loadKW: [Double], vehicles: [Vehicle]) -> Bool {
     var scratch = Scratch(count: vehicles.count)
-    return check(peak: peakKW, loadKW: loadKW, vehicles: vehicles, scratch: &scratch)
+    return check(peak: peakKW, loadKW: loadKW, vehicles: reachable(vehicles), scratch: &scratch)
+  }
+
+  /// A need no charging could meet (a vehicle that arrived too empty for its stay) is
+  /// planned as the most it can reach: otherwise no peak at all would be feasible, and one
+  /// such vehicle would leave the whole site without a plan.
+  func reachable(_ vehicles: [Vehicle]) -> [Vehicle] {
+    vehicles.map { v in
+      var v = v
+      let hours = Double(max(0, v.departureInterval - v.arrivalInterval)) * intervalHours
+      v.needKWh = min(v.needKWh, v.capacityKWh, v.energyKWh + v.maxChargeKW * v.efficiency * hours)
+      return v
+    }
   }
 
   struct Scratch {

@@ -124,7 +124,8 @@ public struct SafetyFilter: Sendable {
         note("\(spec.id): raised to \(kw(must)) so \(v.vehicleID) still meets its departure")
         p = must
       }
-      d.setpointsKW[i] = p
+      // Hands off means exactly off, not within rounding of it.
+      d.setpointsKW[i] = onGrid || onIsland ? p : 0
     }
 
     if onGrid {

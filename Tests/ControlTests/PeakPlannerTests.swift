@@ -72,10 +72,17 @@ struct PeakPlannerTests {
     #expect(abs(late.peakKW - 240) <= planner.resolutionKW)
   }
 
-  @Test("a need that no peak under the service limit can meet is reported, not hidden")
-  func infeasible() {
+  @Test("a need no charging can meet is planned as the most it can reach, not left without a plan")
+  func unreachableNeed() {
     let v = vehicle(energy: 0, need: 140, floor: 0, departs: 2)  // 2 h at 60 kW is 120 kWh
     let plan = planner.plan(loadKW: [100, 100], vehicles: [v], ceilingKW: 1000)
+    #expect(plan.feasible)
+    #expect(abs(plan.peakKW - 160) <= planner.resolutionKW, "full power both hours")
+  }
+
+  @Test("a building above the service limit has no feasible plan, and says so")
+  func infeasible() {
+    let plan = planner.plan(loadKW: [100, 1200], vehicles: [], ceilingKW: 1000)
     #expect(!plan.feasible)
     #expect(plan.peakKW == 1000)
   }

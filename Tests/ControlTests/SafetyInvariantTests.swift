@@ -22,8 +22,11 @@ struct SafetyInvariantTests {
       if d.transferSwitch == .toUtility {
         #expect(s.utilityAvailable && stable, "closed to an unstable utility, \(context)")
       }
-      let onIsland = s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable)
-      let onGrid = s.transferSwitch == .utility && s.utilityAvailable
+      // The step that closes back onto the utility is neither: every charger idle.
+      let closing = d.transferSwitch == .toUtility && s.transferSwitch != .utility
+      let onIsland =
+        !closing && (s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable))
+      let onGrid = !closing && s.transferSwitch == .utility && s.utilityAvailable
       let h = s.periodSeconds / 3600
       var total = 0.0
       for (i, p) in d.setpointsKW.enumerated() {

@@ -26,7 +26,16 @@ public struct LoadHistory: Sendable, Hashable {
   /// Adds one step's building demand.
   public mutating func record(time: Double, demandKW: Double, periodSeconds: Double) {
     let index = Int((time / intervalSeconds).rounded(.down))
-    if let current = currentIndex, current != index { closeInterval() }
+    if let current = currentIndex, current != index {
+      let mean = currentSeconds > 0 ? currentSumKWs / currentSeconds : demandKW
+      closeInterval()
+      // A clock that jumps ahead (or a daemon that was down) leaves intervals nobody saw.
+      // They are filled with the last mean so that "a week ago" stays a week ago; a clock
+      // that jumps back simply starts a new interval.
+      if index > current + 1 {
+        for _ in 0..<min(index - current - 1, capacity) { append(mean) }
+      }
+    }
     currentIndex = index
     currentSumKWs += demandKW * periodSeconds
     currentSeconds += periodSeconds
@@ -34,15 +43,18 @@ public struct LoadHistory: Sendable, Hashable {
 
   private mutating func closeInterval() {
     guard currentSeconds > 0 else { return }
-    let mean = currentSumKWs / currentSeconds
+    append(currentSumKWs / currentSeconds)
+    currentSumKWs = 0
+    currentSeconds = 0
+  }
+
+  private mutating func append(_ mean: Double) {
     if means.count < capacity {
       means.append(mean)
     } else {
       means[next] = mean
       next = (next + 1) % capacity
     }
-    currentSumKWs = 0
-    currentSeconds = 0
   }
 
   /// The mean of the closed interval `ago` intervals before the one under way (1: the

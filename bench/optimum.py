@@ -62,15 +62,33 @@ import sys
 import tempfile
 import time
 
-try:
-    import numpy as np
-    import scipy
-    from scipy import sparse
-    from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-except ImportError as _e:  # the project's scripts install the dependencies; this one does not
-    print(f"optimum.py: needs numpy and scipy >= 1.9 (HiGHS) ({_e}); install them, e.g. "
-          "`python3 -m pip install scipy`", file=sys.stderr)
-    sys.exit(2)
+def _import_solver():
+    """numpy and scipy (HiGHS), installed with pip on first use if missing, as the issue
+    asks of a benchmark script; a failed install is reported, not retried."""
+    global np, scipy, sparse, Bounds, LinearConstraint, linprog, milp
+    try:
+        import numpy as np
+        import scipy
+        from scipy import sparse
+        from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+        return
+    except ImportError as e:
+        missing = e
+    import subprocess
+    print(f"optimum.py: {missing}; installing numpy and scipy with pip", file=sys.stderr)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "numpy", "scipy>=1.9"])
+    try:
+        import numpy as np
+        import scipy
+        from scipy import sparse
+        from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+    except ImportError as e:
+        print(f"optimum.py: needs numpy and scipy >= 1.9 (HiGHS) ({e}); pip exited {done.returncode}",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+_import_solver()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check_trace  # noqa: E402  (the independent checker: scenario loading, costs(), check())

@@ -281,36 +281,40 @@ public struct Controller: SitePolicy {
       [max(0, s.buildingDemandKW)]
       + loadHistory.forecastSeries(count: horizon - 1, correctionHours: settings.forecastCorrectionHours)
     let intervalStart = Double(interval) * L
+    // One session as the planner sees it, on the interval grid from the current interval.
+    func planned(
+      _ c: ChargerSpec, energy: Double, need: Double, floor: Double, battery: Double, departure: Double,
+      arrival: Double? = nil
+    ) -> PeakPlanner.Vehicle {
+      let due = (departure - settings.departureMarginSeconds - intervalStart) / L
+      return PeakPlanner.Vehicle(
+        energyKWh: energy, needKWh: need, floorKWh: floor, capacityKWh: battery * 0.95,
+        departureInterval: max(1, Int(due.rounded(.down))),
+        arrivalInterval: arrival.map { Int((($0 - intervalStart) / L).rounded(.up)) } ?? 0,
+        maxChargeKW: c.maxChargeKW * settings.plannedChargeRateFraction, maxDischargeKW: c.maxDischargeKW,
+        efficiency: c.efficiency)
+    }
     var vehicles: [PeakPlanner.Vehicle] = []
     var chargers: [Int] = []
     for i in site.chargers.indices where i < s.chargers.count && s.chargers[i].online {
       guard let v = s.chargers[i].vehicle else { continue }
       let c = site.chargers[i]
-      let due = (v.departureTime - settings.departureMarginSeconds - intervalStart) / L
       vehicles.append(
-        PeakPlanner.Vehicle(
-          energyKWh: v.energyKWh, needKWh: chargeGoal(v, charger: c, upcoming: upcoming),
-          floorKWh: v.reserveFloorKWh, capacityKWh: v.batteryKWh * 0.95,
-          departureInterval: max(1, Int(due.rounded(.down))),
-          maxChargeKW: c.maxChargeKW * settings.plannedChargeRateFraction, maxDischargeKW: c.maxDischargeKW,
-          efficiency: c.efficiency))
+        planned(
+          c, energy: v.energyKWh, need: chargeGoal(v, charger: c, upcoming: upcoming), floor: v.reserveFloorKWh,
+          battery: v.batteryKWh, departure: v.departureTime))
       chargers.append(i)
     }
     // Vehicles expected on chargers that will be free by then, from last week's sessions.
     // They come after the plugged ones: the plan's shaving is read for those only.
     let horizonEnd = intervalStart + Double(load.count) * L
     for next in sessionHistory.expected(from: s.time, until: horizonEnd) where next.charger < site.chargers.count {
-      let c = site.chargers[next.charger]
       let reading = next.charger < s.chargers.count ? s.chargers[next.charger] : ChargerReading(online: false)
       guard reading.online, (reading.vehicle?.departureTime ?? 0) <= next.arrival else { continue }
-      let due = (next.departure - settings.departureMarginSeconds - intervalStart) / L
       vehicles.append(
-        PeakPlanner.Vehicle(
-          energyKWh: next.arrivalEnergyKWh, needKWh: next.needKWh, floorKWh: next.floorKWh,
-          capacityKWh: next.batteryKWh * 0.95, departureInterval: max(1, Int(due.rounded(.down))),
-          arrivalInterval: Int(((next.arrival - intervalStart) / L).rounded(.up)),
-          maxChargeKW: c.maxChargeKW * settings.plannedChargeRateFraction, maxDischargeKW: c.maxDischargeKW,
-          efficiency: c.efficiency))
+        planned(
+          site.chargers[next.charger], energy: next.arrivalEnergyKWh, need: next.needKWh, floor: next.floorKWh,
+          battery: next.batteryKWh, departure: next.departure, arrival: next.arrival))
     }
     let plan = planner.plan(loadKW: load, vehicles: vehicles, ceilingKW: site.importLimitKW)
     currentPlan = (key, plan, chargers)

@@ -147,13 +147,15 @@ public struct Controller: SitePolicy {
     let planned = replanIfNeeded(s, upcoming: upcoming)
     let target = demandTarget(s, plan: planned)
     let envs = envelopes(s, floor: { $0.reserveFloorKWh })
-    var reserve = outageReserve(s, building: building)
-    // Vehicles hold, above their need, the energy the plan will ask of them for shaving.
+    // What each vehicle should hold above its departure need: the outage reserve, and the
+    // energy the plan will ask of it for shaving; nothing once it is giving back before
+    // it leaves.
+    var aboveNeed = outageReserve(s, building: building)
     if let planned, let chargers = currentPlan?.chargers {
-      for (j, i) in chargers.enumerated() { reserve[i] += planned.shavingKWh[j] }
+      for (j, i) in chargers.enumerated() { aboveNeed[i] += planned.shavingKWh[j] }
     }
-    for i in reserve.indices where reserve[i] > 0 {
-      if let v = s.chargers[i].vehicle, isReleasing(v, charger: site.chargers[i], time: s.time) { reserve[i] = 0 }
+    for i in aboveNeed.indices where aboveNeed[i] > 0 {
+      if let v = s.chargers[i].vehicle, isReleasing(v, charger: site.chargers[i], time: s.time) { aboveNeed[i] = 0 }
     }
     var setpoints = Array(repeating: 0.0, count: n)
     // Outside events every vehicle charges at least at its pace: a need spread over the
@@ -213,7 +215,7 @@ public struct Controller: SitePolicy {
         var wants: [(index: Int, kw: Double, urgency: Double)] = []
         for (i, env) in envs {
           guard let v = s.chargers[i].vehicle else { continue }
-          let goal = chargeGoal(v, charger: site.chargers[i], upcoming: upcoming, reserveKWh: reserve[i])
+          let goal = chargeGoal(v, charger: site.chargers[i], upcoming: upcoming, aboveNeedKWh: aboveNeed[i])
           let wantKW = min(env.maxChargeKW, max(0, (goal - v.energyKWh) / (site.chargers[i].efficiency * h)))
           let extra = wantKW - setpoints[i]  // on top of its must or pace
           if extra > 1e-9 {
@@ -421,12 +423,13 @@ public struct Controller: SitePolicy {
     return headroomCache.prefix[min(ahead, headroomCache.prefix.count - 1)]
   }
 
-  /// The energy a vehicle should hold: its departure need, or, before an announced event
-  /// it will be present for, enough above that to discharge through the event.
+  /// The energy a vehicle should hold: its departure need plus `aboveNeedKWh` (outage
+  /// reserve, planned shaving) and, before an announced event it will be present for,
+  /// enough on top to discharge through the event; never more than the battery.
   private func chargeGoal(
-    _ v: PluggedVehicle, charger: ChargerSpec, upcoming: DemandResponseEvent?, reserveKWh: Double = 0
+    _ v: PluggedVehicle, charger: ChargerSpec, upcoming: DemandResponseEvent?, aboveNeedKWh: Double = 0
   ) -> Double {
-    var goal = v.departureNeedKWh + reserveKWh
+    var goal = v.departureNeedKWh + aboveNeedKWh
     if let e = upcoming, v.departureTime > e.startTime {
       let eventHours = min(settings.eventPrechargeHours, (e.endTime - e.startTime) / 3600)
       let forEvent = charger.maxDischargeKW * eventHours / charger.efficiency

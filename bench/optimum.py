@@ -63,29 +63,27 @@ import tempfile
 import time
 
 def _import_solver():
-    """numpy and scipy (HiGHS), installed with pip on first use if missing, as the issue
-    asks of a benchmark script; a failed install is reported, not retried."""
+    """numpy and scipy (HiGHS), installed with pip on first use if missing (as
+    scripts/setup does, falling back to --break-system-packages on a Debian system
+    Python); a failed install is reported, not retried."""
     global np, scipy, sparse, Bounds, LinearConstraint, linprog, milp
-    try:
-        import numpy as np
-        import scipy
-        from scipy import sparse
-        from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-        return
-    except ImportError as e:
-        missing = e
-    import subprocess
-    print(f"optimum.py: {missing}; installing numpy and scipy with pip", file=sys.stderr)
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "numpy", "scipy>=1.9"])
-    try:
-        import numpy as np
-        import scipy
-        from scipy import sparse
-        from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-    except ImportError as e:
-        print(f"optimum.py: needs numpy and scipy >= 1.9 (HiGHS) ({e}); pip exited {done.returncode}",
-              file=sys.stderr)
-        sys.exit(2)
+    for attempt in (1, 2):
+        try:
+            import numpy as np
+            import scipy
+            from scipy import sparse
+            from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+            return
+        except ImportError as e:
+            if attempt == 2:
+                print(f"optimum.py: needs numpy and scipy >= 1.9 (HiGHS) ({e}); the pip install failed",
+                      file=sys.stderr)
+                sys.exit(2)
+            print(f"optimum.py: {e}; installing numpy and scipy with pip", file=sys.stderr)
+        import subprocess
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "numpy", "scipy>=1.9"]
+        if subprocess.run(pip).returncode != 0:
+            subprocess.run(pip + ["--break-system-packages"])
 
 
 _import_solver()

@@ -1,4 +1,3 @@
-import Foundation
 import SiteModel
 
 /// Anything that turns a snapshot into decisions: the controller, and the reference
@@ -28,6 +27,9 @@ public struct Controller: SitePolicy {
   private let safety: SafetyFilter
   /// Cumulative forecast headroom under the target, by intervals ahead (see `pace`).
   private var headroomCache: (interval: Int, target: Double, prefix: [Double]) = (-1, -1, [])
+  /// The load forecast for the week ahead, 1 interval ahead first: made once per interval
+  /// and shared by the plan and the pacing.
+  private var forecastCache: (interval: Int, loadKW: [Double]) = (-1, [])
   private let planMargins: VehicleEnvelope.Margins
   private let planner: PeakPlanner
   /// The plan in force and what it was made for: re-planned when a demand interval
@@ -279,9 +281,7 @@ public struct Controller: SitePolicy {
     }
     let L = site.demandIntervalSeconds
     let horizon = max(1, Int(settings.planHorizonHours * 3600 / L))
-    let load =
-      [max(0, s.buildingDemandKW)]
-      + loadHistory.forecastSeries(count: horizon - 1, correctionHours: settings.forecastCorrectionHours)
+    let load = [max(0, s.buildingDemandKW)] + forecastLoad(interval: interval).prefix(horizon - 1)
     let intervalStart = Double(interval) * L
     // One session as the planner sees it, on the interval grid from the current interval.
     func planned(
@@ -401,7 +401,18 @@ public struct Controller: SitePolicy {
     return min(env.maxChargeKW, max(0, uncovered / (charger.efficiency * hours)))
   }
 
-  /// Energy that fits under `target` from now until `end`, by last week's load, kWh.
+  private mutating func forecastLoad(interval: Int) -> [Double] {
+    if forecastCache.interval != interval {
+      forecastCache = (
+        interval,
+        loadHistory.forecastSeries(
+          count: loadHistory.weekIntervals - 1, correctionHours: settings.forecastCorrectionHours)
+      )
+    }
+    return forecastCache.loadKW
+  }
+
+  /// Energy that fits under `target` from now until `end`, by the load forecast, kWh.
   /// Kept per interval and target: it changes only when either does.
   private mutating func forecastHeadroomKWh(until end: Double, from time: Double, target: Double) -> Double {
     guard let current = loadHistory.currentInterval else { return 0 }
@@ -410,9 +421,7 @@ public struct Controller: SitePolicy {
       var prefix = [0.0]
       prefix.reserveCapacity(loadHistory.weekIntervals)
       var sum = 0.0
-      for load in loadHistory.forecastSeries(
-        count: loadHistory.weekIntervals - 1, correctionHours: settings.forecastCorrectionHours)
-      {
+      for load in forecastLoad(interval: current) {
         sum += max(0, target - load) * L / 3600
         prefix.append(sum)
       }

@@ -30,11 +30,20 @@ let package = Package(
     // Plant model, scenario reader, trace/report/chart writers: runs Control faster than
     // real time.
     .target(name: "Simulation", dependencies: ["SiteModel", "Control", "SiteFiles"]),
+    // libmosquitto 2.0 from Debian (libmosquitto-dev), for the MQTT target only.
+    .systemLibrary(
+      name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]
+    ),
+    // The libmosquitto binding (one audited type owns the handle) and topic filters.
+    .target(
+      name: "MQTT",
+      dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]
+    ),
     // Wiring for the daemon: configuration, the control loop service, the site I/O.
     .target(
       name: "Appliance",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "MQTT",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
@@ -49,6 +58,7 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SiteModelTests", dependencies: ["SiteModel"]),
+    .testTarget(name: "MQTTTests", dependencies: ["MQTT", .product(name: "Logging", package: "swift-log")]),
     .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control"]),
     .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),
     .testTarget(

@@ -61,9 +61,10 @@ public struct Controller: SitePolicy {
     loadHistory.record(time: s.time, demandKW: max(0, s.buildingDemandKW), periodSeconds: s.periodSeconds)
     sessionHistory.observe(s)
 
-    // Only worked out when the utility is gone or the building is not yet back on it.
+    // Only worked out when the utility is gone, the building is not yet back on it, or
+    // staff asked for an island test.
     let island =
-      s.utilityAvailable && grid.state == .connected
+      s.utilityAvailable && grid.state == .connected && !s.islandTestRequested
       ? IslandPlan(formingCharger: nil, setpointsKW: []) : islandPlan(s)
     let gridOut = grid.step(
       s, canIsland: island.formingCharger != nil,
@@ -117,7 +118,8 @@ public struct Controller: SitePolicy {
           i,
           VehicleEnvelope(
             vehicle: v, charger: site.chargers[i], time: s.time, periodSeconds: s.periodSeconds,
-            margins: planMargins, floorKWh: floor(v), noChargeUntil: noChargeUntil)
+            margins: planMargins, floorKWh: v.dischargeHeld ? max(floor(v), v.energyKWh) : floor(v),
+            noChargeUntil: noChargeUntil)
         ))
     }
     return result
@@ -132,6 +134,9 @@ public struct Controller: SitePolicy {
   /// forecast error) is the floor instead. The plan never raises the target above the
   /// month's peak: that would only spend headroom the month may not need.
   public func demandTarget(_ s: Snapshot, plan: PeakPlanner.Plan? = nil) -> Double {
+    // Staff set it on a panel: theirs to choose (the safety filter still protects every
+    // departure and the service limits).
+    if let operatorTarget = s.operatorDemandTargetKW { return max(0, operatorTarget) }
     guard s.localTime.date.day <= 7 else { return s.meter.monthPeakKW }
     var floor = settings.initialTargetFraction * loadHistory.peakKW
     if let plan { floor = min(floor, plan.peakKW * (1 + settings.planMarginFraction)) }

@@ -9,6 +9,9 @@ import SiteModel
 ///         │                           ▼
 ///         └──stable for the delay── reconnecting ◄──utility back── islanded
 ///                                      │ utility lost again: back to islanded
+///
+/// A planned island test (`Snapshot.islandTestRequested`) takes a connected building with a
+/// stable utility to `islanded` too, and back through `reconnecting` when it ends.
 public struct GridStateMachine: Sendable, Hashable {
   public enum State: String, Sendable, Hashable {
     case connected, islanded, reconnecting, blackout
@@ -44,10 +47,17 @@ public struct GridStateMachine: Sendable, Hashable {
 
     switch state {
     case .connected:
-      if !s.utilityAvailable { state = canIsland ? .islanded : .blackout }
+      if !s.utilityAvailable {
+        state = canIsland ? .islanded : .blackout
+      } else if s.islandTestRequested && canIsland && stable {
+        // A planned island test: the same island as in an outage, with the utility there.
+        state = .islanded
+      }
     case .islanded:
       if s.utilityAvailable {
-        state = .reconnecting
+        // Back to the utility when it returns, or when a test ends (or can no longer carry
+        // the critical load). A test with the utility there never goes dark.
+        if !s.islandTestRequested || !canIsland { state = .reconnecting }
       } else if !canIsland {
         state = .blackout
       }

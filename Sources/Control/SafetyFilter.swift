@@ -12,7 +12,8 @@ import SiteModel
 ///   is not islanded, nor for the enter-service delay after the utility returns;
 /// - never close back to the utility before it has been stable for the enter-service delay;
 /// - on the island, no charging, and only as much discharge as the critical load;
-/// - stale inputs: no discharge, only the charging departures require.
+/// - stale inputs: no discharge, only the charging departures require;
+/// - a vehicle staff hold never discharges, on the grid or on the island.
 public struct SafetyFilter: Sendable {
   public var site: SiteDescription
   public var enterServiceDelaySeconds: Double
@@ -72,7 +73,12 @@ public struct SafetyFilter: Sendable {
     // Closing back onto the utility this step is neither: the island's setpoints (the
     // grid-forming charger's is a ceiling, not a flow) would become real discharge onto the
     // grid the moment the switch closes, and export. Hands off for the step.
-    let closing = d.transferSwitch == .toUtility && s.transferSwitch != .utility
+    // The same holds when opening to an island while the utility is still there (a planned
+    // island test): until the switch confirms it is open, the island's setpoints would
+    // flow onto the grid.
+    let closing =
+      (d.transferSwitch == .toUtility && s.transferSwitch != .utility)
+      || (d.transferSwitch == .toIsland && s.transferSwitch != .island && s.utilityAvailable)
     let onIsland =
       !closing && (s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable))
     let onGrid = !closing && s.transferSwitch == .utility && s.utilityAvailable
@@ -111,9 +117,12 @@ public struct SafetyFilter: Sendable {
       } else if !mayDischargeOnGrid {
         lo = 0
       }
+      if v.dischargeHeld && lo < 0 {
+        lo = 0
+      }
       let must = onGrid ? env.mustChargeKW : 0
       if p < lo - Self.epsilon {
-        note("\(spec.id): discharge \(kw(-p)) cut to \(kw(-lo))")
+        note("\(spec.id): discharge \(kw(-p)) cut to \(kw(-lo))\(v.dischargeHeld ? " (\(v.vehicleID) is held)" : "")")
         p = lo
       }
       if p > hi + Self.epsilon {

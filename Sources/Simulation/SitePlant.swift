@@ -24,6 +24,8 @@ public struct SitePlant: Sendable {
   /// Safety breaches the plant itself saw (export into a dead grid, closing onto a dead
   /// utility). The controller's safety filter should keep this empty.
   public private(set) var violations: [String] = []
+  /// What each charger did in the last step, kW (+ charging), as its meter would report.
+  public private(set) var lastChargerKW: [Double]
   /// Sessions that ended, with the energy the vehicle left with.
   public private(set) var departures: [(session: Int, energyKWh: Double)] = []
 
@@ -39,6 +41,7 @@ public struct SitePlant: Sendable {
     time = Double(max(0, startMinute) / scenario.intervalMinutes * scenario.intervalMinutes) * 60
     energyKWh = scenario.site.vehicles.map { _ in 0 }
     activeSession = Array(repeating: nil, count: scenario.site.chargers.count)
+    lastChargerKW = Array(repeating: 0, count: scenario.site.chargers.count)
     advanceCalendar()
   }
 
@@ -52,7 +55,7 @@ public struct SitePlant: Sendable {
   public func snapshot(periodSeconds: Double) -> Snapshot {
     var chargers: [ChargerReading] = []
     chargers.reserveCapacity(activeSession.count)
-    for session in activeSession {
+    for (c, session) in activeSession.enumerated() {
       guard let index = session else {
         chargers.append(ChargerReading())
         continue
@@ -64,7 +67,8 @@ public struct SitePlant: Sendable {
           vehicle: PluggedVehicle(
             vehicleID: spec.id, batteryKWh: spec.batteryKWh, reserveKWh: spec.reserveKWh,
             energyKWh: energyKWh[s.vehicle], arrivalEnergyKWh: s.arriveKWh,
-            departureTime: Double(s.departMinute) * 60, departureNeedKWh: s.departMinKWh)))
+            departureTime: Double(s.departMinute) * 60, departureNeedKWh: s.departMinKWh),
+          measuredKW: lastChargerKW[c]))
     }
     return Snapshot(
       time: time, localTime: localTime, periodSeconds: periodSeconds, buildingDemandKW: buildingDemandKW,
@@ -169,6 +173,7 @@ public struct SitePlant: Sendable {
     }
     flows.vehicleEnergyKWh = activeSession.map { $0.map { energyKWh[scenario.sessions[$0].vehicle] } ?? 0 }
     flows.evKW = flows.chargerKW.reduce(0, +)
+    lastChargerKW = flows.chargerKW
     flows.gridKW = (transferSwitch == .utility && utility) ? flows.servedKW + flows.evKW : 0
     let now = Double(minute) * 60
     let exportLimit =

@@ -25,6 +25,15 @@ public struct LocalTime: Sendable, Hashable, Comparable {
   public static func + (t: LocalTime, s: Double) -> LocalTime { LocalTime(seconds: t.seconds + s) }
 }
 
+extension LocalTime: CustomStringConvertible {
+  /// `2024-07-15T16:45:00`: ISO 8601 without a zone, as panels show site time.
+  public var description: String {
+    let s = Int((seconds - Double(dayNumber) * 86_400).rounded(.down))
+    func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    return "\(date)T\(two(s / 3600)):\(two(s / 60 % 60)):\(two(s % 60))"
+  }
+}
+
 /// A proleptic Gregorian date.
 public struct CivilDate: Sendable, Hashable, CustomStringConvertible {
   public var year: Int
@@ -69,7 +78,8 @@ public struct CivilDate: Sendable, Hashable, CustomStringConvertible {
     return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))"
   }
 
-  /// Parses `YYYY-MM-DDTHH:MM` (the scenario's naive local start) into local seconds.
+  /// Parses `YYYY-MM-DDTHH:MM[:SS]` (the scenario's naive local start, a panel's departure)
+  /// into local seconds.
   public static func parseLocalDateTime(_ text: String) -> LocalTime? {
     let parts = text.split(separator: "T", omittingEmptySubsequences: false)
     guard parts.count == 2 else { return nil }
@@ -79,6 +89,7 @@ public struct CivilDate: Sendable, Hashable, CustomStringConvertible {
       (0..<24).contains(hm[0]), (0..<60).contains(hm[1])
     else { return nil }
     let days = CivilDate(year: ymd[0], month: ymd[1], day: ymd[2]).dayNumber
-    return LocalTime(seconds: Double(days) * 86_400 + Double(hm[0] * 3600 + hm[1] * 60))
+    let seconds = hm.count >= 3 && (0..<60).contains(hm[2]) ? hm[2] : 0
+    return LocalTime(seconds: Double(days) * 86_400 + Double(hm[0] * 3600 + hm[1] * 60 + seconds))
   }
 }

@@ -23,10 +23,12 @@ public struct PluggedVehicle: Sendable, Hashable {
   /// Seconds on the snapshot's timeline.
   public var departureTime: Double
   public var departureNeedKWh: Double
+  /// Staff excluded this vehicle from discharging (a panel's "hold"): it may charge only.
+  public var dischargeHeld: Bool
 
   public init(
     vehicleID: String, batteryKWh: Double, reserveKWh: Double, energyKWh: Double,
-    arrivalEnergyKWh: Double, departureTime: Double, departureNeedKWh: Double
+    arrivalEnergyKWh: Double, departureTime: Double, departureNeedKWh: Double, dischargeHeld: Bool = false
   ) {
     self.vehicleID = vehicleID
     self.batteryKWh = batteryKWh
@@ -35,6 +37,7 @@ public struct PluggedVehicle: Sendable, Hashable {
     self.arrivalEnergyKWh = arrivalEnergyKWh
     self.departureTime = departureTime
     self.departureNeedKWh = departureNeedKWh
+    self.dischargeHeld = dischargeHeld
   }
 
   /// The floor that ordinary discharging (peak shaving, events) never goes below.
@@ -111,13 +114,17 @@ public struct Snapshot: Sendable, Hashable {
   public var inputsFresh: Bool
   /// Discharging (V2X) paused by staff: vehicles only charge.
   public var dischargePaused: Bool
+  /// A demand target staff set on a panel, kW; nil: the controller's own.
+  public var operatorDemandTargetKW: Double?
+  /// Staff asked for a planned island test: island with the utility still there.
+  public var islandTestRequested: Bool
 
   public init(
     time: Double, localTime: LocalTime, periodSeconds: Double, buildingDemandKW: Double,
     utilityAvailable: Bool = true, transferSwitch: TransferSwitchPosition = .utility,
     chargers: [ChargerReading], events: [DemandResponseEvent] = [],
     meter: DemandMeterReading = DemandMeterReading(), inputsFresh: Bool = true,
-    dischargePaused: Bool = false
+    dischargePaused: Bool = false, operatorDemandTargetKW: Double? = nil, islandTestRequested: Bool = false
   ) {
     self.time = time
     self.localTime = localTime
@@ -130,5 +137,7 @@ public struct Snapshot: Sendable, Hashable {
     self.meter = meter
     self.inputsFresh = inputsFresh
     self.dischargePaused = dischargePaused
+    self.operatorDemandTargetKW = operatorDemandTargetKW
+    self.islandTestRequested = islandTestRequested
   }
 }

@@ -67,9 +67,28 @@ struct Run: AsyncParsableCommand {
     loop.speed = speed ?? configuration.plant.speed ?? 1
     loop.stopAfterSeconds = stopSeconds
     loop.statusEverySeconds = configuration.logging.statusEverySeconds ?? 900
+
+    // Meters (over MQTT) feed the loop and wake it; staff's instructions and the alarms
+    // live in the site status; the panel service is the appliance on the broker.
+    let trigger = configuration.meters.isEmpty ? nil : StepTrigger()
+    let meters = configuration.meters.isEmpty ? nil : MeterInputs(meters: configuration.meters, trigger: trigger)
+    let status = SiteStatus(site: configuration.site, meters: meters, logger: logger)
+    var panel: PanelService?
+    if let mqtt = configuration.mqtt {
+      do {
+        panel = try PanelService(
+          section: mqtt, site: configuration.site, status: status, meters: meters,
+          version: MicrogridEdge.configuration.version, logger: logger)
+      } catch {
+        try exitOnInputError { throw InputError(source: config, field: "mqtt", message: "\(error)") }
+      }
+    }
+    let overlays: [any SnapshotOverlay] = (meters.map { [$0] } ?? []) + [status]
+    let observers: [any StepObserver] = [status] + (panel.map { [$0] } ?? [])
     let service = ControlLoopService(
       controller: Controller(site: configuration.site, settings: configuration.control), io: scenarioSite,
-      configuration: loop, logger: logger)
+      configuration: loop, logger: logger, overlays: overlays, observers: observers, trigger: trigger,
+      status: status)
     logger.info(
       "microgrid-edge \(MicrogridEdge.configuration.version) starting",
       metadata: [
@@ -77,7 +96,8 @@ struct Run: AsyncParsableCommand {
       ])
     let group = ServiceGroup(
       configuration: ServiceGroupConfiguration(
-        services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+        services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)]
+          + (panel.map { [.init(service: $0)] } ?? []),
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
     let violations = await scenarioSite.violations

@@ -1,4 +1,5 @@
 import Control
+import Foundation
 import Logging
 import ServiceLifecycle
 import SiteModel
@@ -15,6 +16,9 @@ public actor ControlLoopService: Service {
     public var stopAfterSeconds: Double?
     /// A status line this often, site seconds.
     public var statusEverySeconds: Double = 900
+    /// With a trigger (meters), the loop steps as soon as fresh readings arrive, but not
+    /// more often than this: readings that come faster collapse into one step.
+    public var minimumStepGap: Duration = .milliseconds(5)
     public init() {}
   }
 
@@ -22,6 +26,10 @@ public actor ControlLoopService: Service {
   private let io: any SiteIO
   private var controller: Controller
   private let logger: Logger
+  private let overlays: [any SnapshotOverlay]
+  private let observers: [any StepObserver]
+  private let trigger: StepTrigger?
+  private let status: SiteStatus?
   /// Steps run so far (for tests and the final log line).
   public private(set) var steps = 0
   public private(set) var lastDecisions: Decisions?
@@ -32,14 +40,28 @@ public actor ControlLoopService: Service {
   public private(set) var failedSteps = 0
   private var suppressedInterventions = 0
 
-  public init(controller: Controller, io: any SiteIO, configuration: Configuration, logger: Logger) {
+  /// `overlays` add to each snapshot in order (meters, then staff's instructions);
+  /// `observers` follow each step; `trigger` (when meters feed the loop) wakes it early.
+  public init(
+    controller: Controller, io: any SiteIO, configuration: Configuration, logger: Logger,
+    overlays: [any SnapshotOverlay] = [], observers: [any StepObserver] = [], trigger: StepTrigger? = nil,
+    status: SiteStatus? = nil
+  ) {
     self.controller = controller
     self.io = io
     self.configuration = configuration
     self.logger = logger
+    self.overlays = overlays
+    self.observers = observers
+    self.trigger = trigger
+    self.status = status
   }
 
   public func run() async throws {
+    if let trigger {
+      try await runOnInputs(trigger)
+      return
+    }
     let clock = ContinuousClock()
     let realPeriod = Duration.seconds(configuration.periodSeconds / configuration.speed)
     var deadline = clock.now
@@ -59,13 +81,7 @@ public actor ControlLoopService: Service {
           failedSteps = 0
         }
       } catch {
-        // A meter, switch or charger that does not answer must not stop the appliance: the
-        // drivers hold their own safe state, the loop says so and tries again next period.
-        failedSteps += 1
-        if failedSteps == 1 || failedSteps % 60 == 0 {
-          logger.error(
-            "site I/O failed; retrying every period", metadata: ["error": "\(error)", "failed_steps": "\(failedSteps)"])
-        }
+        stepFailed(error)
       }
       siteSeconds += configuration.periodSeconds
       deadline = deadline.advanced(by: realPeriod)
@@ -83,12 +99,70 @@ public actor ControlLoopService: Service {
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
   }
 
-  /// One control step.
-  public func step() async throws {
-    let snapshot = try await io.snapshot(periodSeconds: configuration.periodSeconds)
+  /// A meter, switch or charger that does not answer must not stop the appliance: the
+  /// drivers hold their own safe state, the loop says so and tries again next period.
+  private func stepFailed(_ error: any Error) {
+    failedSteps += 1
+    status?.siteIOFailed(error)
+    if failedSteps == 1 || failedSteps % 60 == 0 {
+      logger.error(
+        "site I/O failed; retrying every period", metadata: ["error": "\(error)", "failed_steps": "\(failedSteps)"])
+    }
+  }
+
+  /// The loop when meters feed it: a step as soon as a fresh reading arrives (at most one
+  /// per `minimumStepGap`), and at least one per period without readings. Site time is
+  /// the real time since start times the speed; the plant is advanced by the site time
+  /// since the step before, so the simulated building keeps pace with the real clock.
+  private func runOnInputs(_ trigger: StepTrigger) async throws {
+    let clock = ContinuousClock()
+    let start = clock.now
+    let realPeriod = Duration.seconds(configuration.periodSeconds / configuration.speed)
+    var lastStep = start
+    var advanced = 0.0
+    logger.info(
+      "control loop started; stepping on meter readings",
+      metadata: [
+        "period_s": "\(configuration.periodSeconds)", "speed": "\(configuration.speed)",
+        "chargers": "\(controller.site.chargers.count)",
+      ])
+    while !Task.isShuttingDownGracefully && !Task.isCancelled && !StartupSignals.stopRequested {
+      let siteNow = MeterInputs.seconds(clock.now - start) * configuration.speed
+      if let stop = configuration.stopAfterSeconds, siteNow >= stop { break }
+      // The plant runs ahead by one period (its decisions hold that long); a step that
+      // comes early advances it only by the time that passed since the last one.
+      let advance = min(max(0, siteNow + configuration.periodSeconds - advanced), 60)
+      do {
+        try await step(advancing: advance)
+        advanced += advance
+        if advanced < siteNow { advanced = siteNow }
+        if failedSteps > 0 {
+          logger.notice("site I/O recovered", metadata: ["failed_steps": "\(failedSteps)"])
+          failedSteps = 0
+        }
+      } catch {
+        stepFailed(error)
+      }
+      lastStep = clock.now
+      await trigger.wait(until: lastStep.advanced(by: realPeriod))
+      let earliest = lastStep.advanced(by: configuration.minimumStepGap)
+      if clock.now < earliest { try? await Task.sleep(until: earliest, clock: clock) }
+    }
+    logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
+  }
+
+  /// One control step; the site's plant (if simulated) moves on by `advancing` seconds
+  /// (default: one period).
+  public func step(advancing: Double? = nil) async throws {
+    var snapshot = try await io.snapshot(periodSeconds: configuration.periodSeconds)
+    for overlay in overlays { overlay.overlay(&snapshot) }
     let decisions = controller.step(snapshot)
-    let applied = try await io.apply(decisions, periodSeconds: configuration.periodSeconds)
+    let applied = try await io.apply(decisions, periodSeconds: advancing ?? configuration.periodSeconds)
     steps += 1
+    if !observers.isEmpty {
+      let record = StepRecord(snapshot: snapshot, decisions: decisions, applied: applied, wallTime: Date())
+      for observer in observers { observer.observe(record) }
+    }
     logChanges(snapshot, decisions, applied)
     lastSnapshot = snapshot
     lastDecisions = decisions

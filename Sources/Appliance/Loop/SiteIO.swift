@@ -30,9 +30,15 @@ public actor SimulatedSiteIO: SiteIO {
   public func snapshot(periodSeconds: Double) -> Snapshot { plant.snapshot(periodSeconds: periodSeconds) }
 
   public func apply(_ decisions: Decisions, periodSeconds: Double) -> AppliedStep {
+    // A step that follows the one before within a millisecond moves nothing on; the
+    // chargers simply take the new setpoints.
+    guard periodSeconds >= 0.001 else { return last ?? AppliedStep(gridKW: 0, servedKW: 0, chargerKW: []) }
     let flows = plant.advance(decisions, seconds: periodSeconds)
-    return AppliedStep(gridKW: flows.gridKW, servedKW: flows.servedKW, chargerKW: flows.chargerKW)
+    let applied = AppliedStep(gridKW: flows.gridKW, servedKW: flows.servedKW, chargerKW: flows.chargerKW)
+    last = applied
+    return applied
   }
+  private var last: AppliedStep?
 
   /// Safety breaches the simulated plant saw (should stay empty).
   public var violations: [String] { plant.violations }

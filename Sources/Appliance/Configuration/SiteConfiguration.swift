@@ -11,6 +11,10 @@ public struct SiteConfiguration: Sendable {
   public var control: ControlSettings
   public var plant: PlantSection
   public var logging: LoggingSection
+  /// The building's MQTT broker: meters in, panels (nil: no MQTT). See docs/mqtt-api.md.
+  public var mqtt: MQTTSection?
+  /// Meter inputs over MQTT; none: the building load comes from the plant.
+  public var meters: [MeterSpec] = []
   /// The file it came from.
   public var source: String
 
@@ -82,9 +86,11 @@ struct ConfigurationFileImage: Codable {
   var control: ControlSettings?
   var plant: SiteConfiguration.PlantSection
   var logging: SiteConfiguration.LoggingSection?
+  var mqtt: MQTTSection?
+  var meters: [MeterSpec]?
 
   enum CodingKeys: String, CodingKey {
-    case site, tariff, chargers, vehicles, control, plant, logging
+    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters
     case demandIntervalMinutes = "demand_interval_minutes"
   }
 }
@@ -142,8 +148,17 @@ public enum SiteConfigurationFile {
         throw document.error(at: ["plant", "start_minute"], "must be 0 or more")
       }
     }
-    let configuration = SiteConfiguration(
+    let base = (path as NSString).deletingLastPathComponent
+    let mqtt = try image.mqtt?.validated(document: document, siteName: site.name, base: base)
+    let meters = image.meters ?? []
+    try MeterSpec.validate(meters, document: document)
+    if !meters.isEmpty && mqtt == nil {
+      throw document.error(at: ["meters"], "meters are read over MQTT: add an mqtt: section naming the broker")
+    }
+    var configuration = SiteConfiguration(
       site: site, control: control, plant: plant, logging: logging, source: path)
+    configuration.mqtt = mqtt
+    configuration.meters = meters
     return Loaded(
       configuration: configuration, warnings: document.unknownKeys(comparedWith: image),
       overrides: document.overrides)

@@ -1,0 +1,23 @@
+import Control
+import Foundation
+import SiteModel
+
+/// Something that adds to what the controller sees: meters, staff's instructions.
+public protocol SnapshotOverlay: Sendable {
+  func overlay(_ snapshot: inout Snapshot)
+}
+
+/// Something that follows every control step: panels, alarms, records.
+public protocol StepObserver: Sendable {
+  /// Called on the control loop; return quickly.
+  func observe(_ step: StepRecord)
+}
+
+/// One control step as it happened.
+public struct StepRecord: Sendable {
+  /// What the controller saw (with every overlay).
+  public var snapshot: Snapshot
+  public var decisions: Decisions
+  public var applied: AppliedStep
+  public var wallTime: Date
+}

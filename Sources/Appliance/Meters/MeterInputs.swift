@@ -1,0 +1,221 @@
+import Foundation
+import SiteModel
+import Synchronization
+
+/// The building's meters, as configured under `meters:`: readings come in (from the MQTT
+/// network thread), the control loop reads the latest of each. A reading that cannot be
+/// understood is refused with an error naming the meter, the topic and the problem, and
+/// changes nothing; a meter with no recent reading makes the inputs stale.
+public final class MeterInputs: SnapshotOverlay {
+  public let meters: [MeterSpec]
+  private let byTopic: [String: [Int]]
+  private let paths: [JSONPath?]
+  private let state: Mutex<[Reading]>
+  private let trigger: StepTrigger?
+
+  struct Reading {
+    var kW: Double?
+    var at: ContinuousClock.Instant?
+    /// The last energy register value and when it came, for `kWh` meters.
+    var register: (kWh: Double, at: ContinuousClock.Instant)?
+    var accepted = 0
+    var refused = 0
+  }
+
+  /// One meter's condition, for the state and the alarms.
+  public struct Status: Sendable, Hashable {
+    public var id: String
+    public var role: MeterSpec.Role
+    public var topic: String
+    public var kW: Double?
+    /// Seconds since its last usable reading; nil if none yet.
+    public var ageSeconds: Double?
+    public var stale: Bool
+    public var staleAfterSeconds: Double
+  }
+
+  /// `trigger` is signalled on every accepted reading, so the loop can step at once.
+  public init(meters: [MeterSpec], trigger: StepTrigger? = nil) {
+    self.meters = meters
+    var byTopic: [String: [Int]] = [:]
+    for (i, m) in meters.enumerated() { byTopic[m.topic, default: []].append(i) }
+    self.byTopic = byTopic
+    self.paths = meters.map { $0.value.flatMap(JSONPath.init) }
+    self.state = Mutex(meters.map { _ in Reading() })
+    self.trigger = trigger
+  }
+
+  public var topics: [String] { Array(Set(meters.map(\.topic))).sorted() }
+  public func isMeterTopic(_ topic: String) -> Bool { byTopic[topic] != nil }
+
+  /// Takes one message. Returns the problems (one per meter on that topic that refused it);
+  /// empty when every meter on the topic took it.
+  @discardableResult
+  public func ingest(topic: String, payload: [UInt8], at now: ContinuousClock.Instant = .now) -> [MeterInputError] {
+    guard let indices = byTopic[topic] else { return [] }
+    var problems: [MeterInputError] = []
+    var accepted = false
+    for i in indices {
+      let meter = meters[i]
+      func refuse(_ problem: String) {
+        problems.append(MeterInputError(meter: meter.id, topic: topic, problem: problem, payload: payload))
+      }
+      let raw: Double
+      switch Self.number(in: payload, path: paths[i]) {
+      case .success(let v): raw = v
+      case .failure(let problem):
+        refuse(problem.text)
+        continue
+      }
+      let value = raw * meter.scale
+      guard value.isFinite else {
+        refuse("\(raw) × scale \(meter.scale) is not a finite number")
+        continue
+      }
+      let problem: String? = state.withLock { readings in
+        var r = readings[i]
+        switch meter.unit {
+        case .watt, .kilowatt:
+          let kW = meter.unit == .watt ? value / 1000 : value
+          // No building draws a terawatt: a reading this far out is a broken gateway.
+          guard abs(kW) < 1e6 else { return "\(kW) kW is not a plausible reading" }
+          r.kW = kW
+          r.at = now
+        case .kilowattHour:
+          if let last = r.register {
+            let seconds =
+              Double((now - last.at).components.seconds)
+              + Double((now - last.at).components.attoseconds) * 1e-18
+            guard value >= last.kWh else {
+              return "the energy register went backwards, from \(last.kWh) to \(value) kWh"
+            }
+            // Registers tick in whole steps; rate over at least 0.5 s so one tick between two
+            // close messages does not read as a megawatt.
+            if seconds >= 0.5 {
+              r.kW = (value - last.kWh) / (seconds / 3600)
+              r.at = now
+              r.register = (value, now)
+            }
+          } else {
+            r.register = (value, now)
+          }
+        }
+        r.accepted += 1
+        readings[i] = r
+        return nil
+      }
+      if let problem {
+        refuse(problem)
+      } else {
+        accepted = true
+      }
+    }
+    if !problems.isEmpty {
+      state.withLock { readings in
+        for p in problems { if let i = meters.firstIndex(where: { $0.id == p.meter }) { readings[i].refused += 1 } }
+      }
+    }
+    if accepted { trigger?.signal() }
+    return problems
+  }
+
+  /// The number a payload holds: the whole payload, or the value at `path` in its JSON.
+  static func number(in payload: [UInt8], path: JSONPath?) -> Result<Double, Problem> {
+    guard !payload.isEmpty else { return .failure(Problem("the payload is empty")) }
+    guard let path else {
+      guard payload.count <= 64, let text = String(validating: payload, as: UTF8.self),
+        let v = Double(text.trimmingCharacters(in: .whitespacesAndNewlines))
+      else { return .failure(Problem("the payload is not a plain number")) }
+      return .success(v)
+    }
+    let document: Any
+    do {
+      document = try JSONSerialization.jsonObject(with: Data(payload), options: [.fragmentsAllowed])
+    } catch {
+      return .failure(Problem("the payload is not JSON"))
+    }
+    switch path.value(in: document) {
+    case .failure(let e): return .failure(Problem(e.description))
+    case .success(let v):
+      // JSON true/false come back as a boolean NSNumber: not a reading.
+      if let n = v as? NSNumber, String(describing: type(of: n)) != "__NSCFBoolean" { return .success(n.doubleValue) }
+      if let s = v as? String, let d = Double(s.trimmingCharacters(in: .whitespaces)) { return .success(d) }
+      return .failure(Problem("the value at \(path) is not a number"))
+    }
+  }
+
+  struct Problem: Error {
+    var text: String
+    init(_ text: String) { self.text = text }
+  }
+
+  /// Every meter's condition now.
+  public func statuses(at now: ContinuousClock.Instant = .now) -> [Status] {
+    state.withLock { readings in
+      meters.indices.map { i in
+        let m = meters[i]
+        let age = readings[i].at.map { Self.seconds(now - $0) }
+        return Status(
+          id: m.id, role: m.role, topic: m.topic, kW: readings[i].kW, ageSeconds: age,
+          stale: readings[i].kW == nil || (age ?? .infinity) > m.staleAfterSeconds,
+          staleAfterSeconds: m.staleAfterSeconds)
+      }
+    }
+  }
+
+  static func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+  }
+
+  /// Puts the meters' view of the building into the snapshot: its load from the meters
+  /// (a grid meter minus the chargers), and stale inputs when any meter is stale.
+  public func overlay(_ s: inout Snapshot) { overlay(&s, at: .now) }
+
+  public func overlay(_ s: inout Snapshot, at now: ContinuousClock.Instant) {
+    guard !meters.isEmpty else { return }
+    let all = statuses(at: now)
+    var building = 0.0
+    var anyGrid = false
+    for status in all {
+      guard let kW = status.kW else { continue }
+      building += kW
+      if status.role == .gridImport { anyGrid = true }
+    }
+    if anyGrid {
+      building -= s.chargers.reduce(0) { $0 + $1.measuredKW }
+    }
+    if all.contains(where: \.stale) {
+      s.inputsFresh = false
+      // The last known load is still the best guess for logs and panels.
+      if all.contains(where: { $0.kW != nil }) { s.buildingDemandKW = building }
+    } else {
+      s.buildingDemandKW = building
+    }
+  }
+}
+
+/// A meter message that could not be used.
+public struct MeterInputError: Error, Sendable, CustomStringConvertible {
+  public var meter: String
+  public var topic: String
+  public var problem: String
+  public var payload: [UInt8]
+  public var description: String {
+    "meter \(meter) (topic \(topic)): \(problem); reading ignored (payload: \(preview(payload)))"
+  }
+}
+
+/// The first bytes of a payload, printable, for logs.
+func preview(_ payload: [UInt8], limit: Int = 48) -> String {
+  let head = payload.prefix(limit)
+  let text: String
+  if let s = String(validating: head, as: UTF8.self), !s.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+    text = "\"\(s)\""
+  } else {
+    text = head.map { b in
+      let h = String(b, radix: 16)
+      return h.count == 1 ? "0\(h)" : h
+    }.joined(separator: " ")
+  }
+  return payload.count > limit ? "\(text)… (\(payload.count) bytes)" : text
+}

@@ -1,0 +1,211 @@
+import Control
+import Foundation
+import SiteModel
+
+/// The panel API's JSON (docs/mqtt-api.md): state and setpoints out, commands in, replies.
+enum PanelJSON {
+  // MARK: - Out
+
+  struct StateBody {
+    /// The published text.
+    var json: String
+    /// The same without the clock, to tell whether anything changed.
+    var comparable: String
+  }
+
+  static func state(view: SiteStatus.View, site: SiteDescription, meters: [MeterInputs.Status]?, inputErrors: Int)
+    -> StateBody
+  {
+    guard let last = view.last else { return StateBody(json: "{}", comparable: "{}") }
+    let s = last.snapshot
+    let d = last.decisions
+    var body: [String: Any] = [
+      "schema": "microgrid-edge/state/1",
+      "site": site.name,
+      "site_time": "\(s.localTime)",
+      "mode": d.mode.rawValue,
+      "grid_import_kw": round(last.applied.gridKW),
+      "building_load_kw": round(s.buildingDemandKW),
+      "demand_target_kw": round(d.demandTargetKW),
+      "demand_target_source": view.overrides.demandTargetKW == nil ? "auto" : "operator",
+      "month_peak_kw": round(s.meter.monthPeakKW),
+      "utility_available": s.utilityAvailable,
+      "transfer_switch": s.transferSwitch.rawValue,
+      "loads_shed": d.shedNonCriticalLoads,
+      "v2x_paused": view.overrides.dischargePaused,
+      "island_test": view.overrides.islandTest.rawValue,
+      "inputs_fresh": s.inputsFresh,
+      "mqtt": ["input_errors": inputErrors, "commands": view.commandsHandled],
+    ]
+    body["meters"] = (meters ?? []).map { m -> [String: Any] in
+      [
+        "id": m.id, "role": m.role.rawValue, "kw": m.kW.map { round($0) as Any } ?? NSNull(),
+        "age_s": m.ageSeconds.map { (($0 * 10).rounded() / 10) as Any } ?? NSNull(), "stale": m.stale,
+      ]
+    }
+    body["chargers"] = site.chargers.indices.map { i -> [String: Any] in
+      let reading = i < s.chargers.count ? s.chargers[i] : ChargerReading(online: false)
+      var vehicle: Any = NSNull()
+      if let v = reading.vehicle {
+        vehicle =
+          [
+            "id": v.vehicleID, "energy_kwh": round(v.energyKWh), "battery_kwh": v.batteryKWh,
+            "departure": "\(s.localTime + (v.departureTime - s.time))", "need_kwh": round(v.departureNeedKWh),
+            "held": v.dischargeHeld, "set_by": view.overrides.departures[v.vehicleID]?.setBy as Any? ?? NSNull(),
+          ] as [String: Any]
+      }
+      return [
+        "id": site.chargers[i].id, "online": reading.online,
+        "setpoint_kw": round(i < d.setpointsKW.count ? d.setpointsKW[i] : 0),
+        "power_kw": round(i < last.applied.chargerKW.count ? last.applied.chargerKW[i] : 0),
+        "vehicle": vehicle,
+      ]
+    }
+    let next = s.events.filter { $0.endTime > s.time }.min { $0.startTime < $1.startTime }
+    body["next_event"] =
+      next.map { e -> Any in
+        [
+          "id": e.id, "start": "\(s.localTime + (e.startTime - s.time))",
+          "end": "\(s.localTime + (e.endTime - s.time))", "active": e.isActive(at: s.time),
+        ]
+      } ?? NSNull()
+    body["alarms"] = view.alarms.map { a -> [String: Any] in
+      [
+        "id": a.id, "severity": a.severity.rawValue, "active": a.active, "message": a.message,
+        "since": isoUTC(a.since), "acknowledged_by": a.acknowledgedBy as Any? ?? NSNull(),
+      ]
+    }
+    let comparable = text(body)
+    body["time"] = isoUTC(last.wallTime)
+    return StateBody(json: text(body), comparable: comparable)
+  }
+
+  static func setpoints(_ step: StepRecord, site: SiteDescription, rounded: [Double]) -> String {
+    var byCharger: [String: Any] = [:]
+    for (i, c) in site.chargers.enumerated() { byCharger[c.id] = i < rounded.count ? rounded[i] : 0 }
+    return text([
+      "time": isoUTC(Date(), milliseconds: true), "mode": step.decisions.mode.rawValue, "setpoints_kw": byCharger,
+    ])
+  }
+
+  struct Reply {
+    var requestID: String?
+    var command: String?
+    var user: String
+    var outcome = "invalid"
+    var reason = ""
+
+    init(requestID: String?, command: String?, user: String) {
+      self.requestID = requestID
+      self.command = command
+      self.user = user
+    }
+
+    func json() -> String {
+      text([
+        "request_id": requestID as Any? ?? NSNull(), "command": command as Any? ?? NSNull(), "outcome": outcome,
+        "reason": reason, "user": user, "time": isoUTC(Date()),
+      ])
+    }
+  }
+
+  // MARK: - In
+
+  struct Problem: Error {
+    var text: String
+    init(_ text: String) { self.text = text }
+  }
+
+  struct ParsedCommand {
+    var requestID: String?
+    var name: String?
+    var result: Result<PanelCommand, Problem>
+  }
+
+  /// Largest command accepted; a command is a few hundred bytes.
+  static let maximumCommandBytes = 4096
+
+  static func command(_ payload: [UInt8], site: SiteDescription) -> ParsedCommand {
+    func invalid(_ text: String, id: String? = nil, name: String? = nil) -> ParsedCommand {
+      ParsedCommand(requestID: id, name: name, result: .failure(Problem(text)))
+    }
+    guard payload.count <= maximumCommandBytes else {
+      return invalid("the command is \(payload.count) bytes; at most \(maximumCommandBytes)")
+    }
+    guard let object = try? JSONSerialization.jsonObject(with: Data(payload)), let fields = object as? [String: Any]
+    else { return invalid("the payload is not a JSON object") }
+    let requestID = fields["request_id"] as? String
+    let name = fields["command"] as? String
+    guard let id = requestID, !id.isEmpty, id.count <= 64 else {
+      return invalid("request_id is missing or not a string of 1 to 64 characters", name: name)
+    }
+    guard let name else { return invalid("command is missing or not a string", id: id) }
+
+    func string(_ key: String) -> Result<String, Problem> {
+      guard let v = fields[key] as? String, !v.isEmpty else { return .failure(Problem("\(key) must be a string")) }
+      return .success(v)
+    }
+    func number(_ key: String) -> Result<Double?, Problem> {
+      guard let v = fields[key], !(v is NSNull) else { return .success(nil) }
+      guard let n = v as? NSNumber, String(describing: type(of: n)) != "__NSCFBoolean", n.doubleValue.isFinite else {
+        return .failure(Problem("\(key) must be a number"))
+      }
+      return .success(n.doubleValue)
+    }
+    let result: Result<PanelCommand, Problem>
+    switch name {
+    case "set_demand_target":
+      guard fields.keys.contains("kw") else { return invalid("kw is missing (a number, or null)", id: id, name: name) }
+      result = number("kw").map { .control(.setDemandTarget(kW: $0)) }
+    case "hold_vehicle": result = string("vehicle").map { .control(.holdVehicle($0)) }
+    case "release_vehicle": result = string("vehicle").map { .control(.releaseVehicle($0)) }
+    case "set_departure":
+      result = string("vehicle").flatMap { vehicle in
+        number("need_kwh").flatMap { need -> Result<PanelCommand, Problem> in
+          var departure: LocalTime?
+          if let v = fields["departure"], !(v is NSNull) {
+            guard let text = v as? String, let t = CivilDate.parseLocalDateTime(text) else {
+              return .failure(Problem("departure must be a site local time like 2024-07-15T17:30"))
+            }
+            departure = t
+          }
+          return .success(.control(.setDeparture(vehicle: vehicle, departure: departure, needKWh: need)))
+        }
+      }
+    case "pause_v2x": result = .success(.control(.pauseV2X))
+    case "resume_v2x": result = .success(.control(.resumeV2X))
+    case "start_island_test": result = .success(.control(.startIslandTest))
+    case "end_island_test": result = .success(.control(.endIslandTest))
+    case "acknowledge_alarm": result = string("alarm").map { .acknowledgeAlarm($0) }
+    default:
+      return invalid(
+        "unknown command '\(name.prefix(64))' (known: set_demand_target, hold_vehicle, release_vehicle, set_departure, pause_v2x, resume_v2x, start_island_test, end_island_test, acknowledge_alarm)",
+        id: id)
+    }
+    return ParsedCommand(requestID: id, name: name, result: result)
+  }
+
+  // MARK: - Helpers
+
+  static func round(_ v: Double) -> Double { v.isFinite ? (v * 1000).rounded() / 1000 : 0 }
+
+  static func text(_ object: [String: Any]) -> String {
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+    return String(decoding: data, as: UTF8.self)
+  }
+}
+
+/// `2026-11-27T14:03:05Z` (or with `.123` milliseconds): the appliance's clock, in UTC.
+func isoUTC(_ date: Date, milliseconds: Bool = false) -> String {
+  let t = date.timeIntervalSince1970
+  let whole = t.rounded(.down)
+  let day = Int((whole / 86_400).rounded(.down))
+  let second = Int(whole) - day * 86_400
+  func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+  var text = "\(CivilDate(dayNumber: day))T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))"
+  if milliseconds {
+    let ms = min(999, Int(((t - whole) * 1000).rounded(.down)))
+    text += "." + (ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)")
+  }
+  return text + "Z"
+}

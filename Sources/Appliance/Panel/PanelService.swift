@@ -1,0 +1,228 @@
+import Control
+import Foundation
+import Logging
+import MQTT
+import ServiceLifecycle
+import SiteModel
+import Synchronization
+
+/// The appliance on the building's MQTT broker (docs/mqtt-api.md): meter readings in,
+/// panel state out, commands in and replies out, Home Assistant discovery.
+///
+/// Messages are handled on the MQTT network thread as they come: a meter reading is
+/// parsed and stored (and wakes the control loop), a command is checked and answered.
+/// The state is published from this service's own task.
+public final class PanelService: Service, StepObserver {
+  public let section: MQTTSection
+  public let site: SiteDescription
+  private let status: SiteStatus
+  private let meters: MeterInputs?
+  private let logger: Logger
+  private let client: MQTTClient
+  private let prefix: String
+  private let commandFilter: TopicFilter
+  private let birthTopic: String
+  private let publishState: StepTrigger
+  private let shared = Mutex(Shared())
+  private let version: String
+
+  private struct Shared {
+    var lastSetpoints: [Double]?
+    var lastStateBody: String?
+    var lastStatePublished: ContinuousClock.Instant?
+    var stateWanted = true
+    var inputErrors = 0
+    var discoveryWanted = false
+  }
+
+  public var mqttClient: MQTTClient { client }
+
+  public init(
+    section: MQTTSection, site: SiteDescription, status: SiteStatus, meters: MeterInputs?, version: String,
+    logger: Logger
+  ) throws(MQTTError) {
+    self.section = section
+    self.site = site
+    self.status = status
+    self.meters = meters
+    self.logger = logger
+    self.version = version
+    prefix = section.topicPrefix ?? "microgrid-edge/\(MQTTSection.slug(site.name))"
+    commandFilter = TopicFilter("\(prefix)/command/+")!
+    birthTopic = "\(section.discovery.prefix)/status"
+    let publishState = StepTrigger()
+    self.publishState = publishState
+    // The handlers need `self`, which is not complete yet: route through a box.
+    let router = Router()
+    client = try MQTTClient(
+      configuration: section.clientConfiguration(),
+      handlers: .init(
+        message: { router.target?.received($0) },
+        connected: { router.target?.connected() }),
+      logger: logger)
+    var filters = [commandFilter.text] + (meters?.topics ?? [])
+    if section.discovery.enabled { filters.append(birthTopic) }
+    try client.subscribe(filters, qos: 1)
+    router.target = self
+  }
+
+  /// Lets the client's handlers reach the service once it exists.
+  private final class Router: @unchecked Sendable {
+    // Set once, before the client starts; read only afterwards.
+    nonisolated(unsafe) weak var target: PanelService?
+  }
+
+  // MARK: - Service
+
+  public func run() async throws {
+    client.start()
+    logger.info(
+      "panel API on MQTT",
+      metadata: [
+        "broker": "\(section.host):\(section.port)", "prefix": "\(prefix)",
+        "meters": "\(meters?.meters.count ?? 0)", "discovery": "\(section.discovery.enabled)",
+      ])
+    let clock = ContinuousClock()
+    // State within a second of any change, and at least every `state_every_seconds`.
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      await publishState.wait(until: clock.now.advanced(by: .milliseconds(250)))
+      if shared.withLock({ $0.discoveryWanted }) {
+        shared.withLock { $0.discoveryWanted = false }
+        publishDiscovery()
+      }
+      publishStateIfDue(now: clock.now)
+    }
+    client.stop()
+    logger.info("panel API stopped; said offline")
+  }
+
+  private func publishStateIfDue(now: ContinuousClock.Instant) {
+    guard client.isConnected else { return }
+    let view = status.view
+    guard view.last != nil else { return }
+    let body = PanelJSON.state(view: view, site: site, meters: meters?.statuses(), inputErrors: inputErrors)
+    let due = shared.withLock { s -> Bool in
+      let age = s.lastStatePublished.map { MeterInputs.seconds(now - $0) } ?? .infinity
+      let changed = body.comparable != s.lastStateBody
+      if s.stateWanted || age >= section.stateEverySeconds || (changed && age >= 1) {
+        s.stateWanted = false
+        s.lastStateBody = body.comparable
+        s.lastStatePublished = now
+        return true
+      }
+      return false
+    }
+    guard due else { return }
+    client.publish("\(prefix)/state", body.json, qos: 1, retain: true)
+    if let last = view.last { publishSetpoints(last, force: true) }
+  }
+
+  var inputErrors: Int { shared.withLock { $0.inputErrors } }
+
+  // MARK: - Control loop side
+
+  public func observe(_ step: StepRecord) {
+    publishSetpoints(step, force: false)
+  }
+
+  private func publishSetpoints(_ step: StepRecord, force: Bool) {
+    let setpoints = step.decisions.setpointsKW.map { ($0 * 100).rounded() / 100 }
+    let changed = shared.withLock { s -> Bool in
+      defer { s.lastSetpoints = setpoints }
+      return s.lastSetpoints != setpoints
+    }
+    guard changed || force, client.isConnected else { return }
+    client.publish("\(prefix)/setpoints", PanelJSON.setpoints(step, site: site, rounded: setpoints), qos: 0)
+  }
+
+  /// Something changed that panels show: publish the state soon.
+  public func stateChanged() {
+    shared.withLock { $0.stateWanted = true }
+    publishState.signal()
+  }
+
+  // MARK: - Network thread
+
+  private func connected() {
+    shared.withLock {
+      $0.stateWanted = true
+      $0.discoveryWanted = section.discovery.enabled
+    }
+    publishState.signal()
+  }
+
+  private func received(_ message: MQTTClient.Message) {
+    if let meters, meters.isMeterTopic(message.topic) {
+      let problems = meters.ingest(topic: message.topic, payload: message.payload)
+      if !problems.isEmpty {
+        shared.withLock { $0.inputErrors += problems.count }
+        for p in problems { logger.error("\(p)") }
+      }
+    } else if let user = commandFilter.capture(message.topic) {
+      handleCommand(message, user: user)
+    } else if section.discovery.enabled && message.topic == birthTopic {
+      switch message.payload {
+      case Array("online".utf8):
+        shared.withLock { $0.discoveryWanted = true }
+        publishState.signal()
+      case Array("offline".utf8): break
+      default:
+        shared.withLock { $0.inputErrors += 1 }
+        logger.error(
+          "\(birthTopic): expected online or offline; ignored (payload: \(preview(message.payload)))")
+      }
+    } else {
+      shared.withLock { $0.inputErrors += 1 }
+      logger.error("message on \(message.topic), which the appliance does not use; ignored")
+    }
+  }
+
+  private func handleCommand(_ message: MQTTClient.Message, user: String) {
+    let replyTopic = "\(prefix)/reply/\(user)"
+    let parsed = PanelJSON.command(message.payload, site: site)
+    var reply = PanelJSON.Reply(requestID: parsed.requestID, command: parsed.name, user: user)
+    switch parsed.result {
+    case .failure(let problem):
+      shared.withLock { $0.inputErrors += 1 }
+      reply.outcome = "invalid"
+      reply.reason = problem.text
+      logger.error(
+        "command from \(user) rejected: \(problem.text)",
+        metadata: ["topic": "\(message.topic)", "payload": "\(preview(message.payload))"])
+    case .success(let command):
+      if !section.commandUsers.isEmpty && !section.commandUsers.contains(user) {
+        reply.outcome = "refused"
+        reply.reason = "\(user) is not one of the users allowed to command (mqtt.command_users)"
+      } else {
+        switch status.execute(command, by: user) {
+        case .applied(let text):
+          reply.outcome = "applied"
+          reply.reason = text
+        case .refused(let text):
+          reply.outcome = "refused"
+          reply.reason = text
+        }
+      }
+      logger.notice(
+        "command \(command.name) from \(user): \(reply.outcome)",
+        metadata: [
+          "user": "\(user)", "command": "\(command.name)", "request_id": "\(parsed.requestID ?? "-")",
+          "outcome": "\(reply.outcome)", "reason": "\(reply.reason)",
+        ])
+      stateChanged()
+    }
+    client.publish(replyTopic, reply.json(), qos: 1)
+  }
+
+  // MARK: - Home Assistant
+
+  private func publishDiscovery() {
+    guard section.discovery.enabled else { return }
+    let configs = HomeAssistantDiscovery(
+      prefix: prefix, discoveryPrefix: section.discovery.prefix, commandUser: section.discovery.commandUser,
+      site: site, version: version
+    ).configs()
+    for (topic, body) in configs { client.publish(topic, body, qos: 1, retain: true) }
+    logger.info("Home Assistant discovery published", metadata: ["entities": "\(configs.count)"])
+  }
+}

@@ -22,8 +22,11 @@ struct SafetyInvariantTests {
       if d.transferSwitch == .toUtility {
         #expect(s.utilityAvailable && stable, "closed to an unstable utility, \(context)")
       }
-      // The step that closes back onto the utility is neither: every charger idle.
-      let closing = d.transferSwitch == .toUtility && s.transferSwitch != .utility
+      // The step that closes back onto the utility is neither: every charger idle. So is
+      // the step that opens to an island while the utility is there (an island test).
+      let closing =
+        (d.transferSwitch == .toUtility && s.transferSwitch != .utility)
+        || (d.transferSwitch == .toIsland && s.transferSwitch != .island && s.utilityAvailable)
       let onIsland =
         !closing && (s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable))
       let onGrid = !closing && s.transferSwitch == .utility && s.utilityAvailable
@@ -48,6 +51,7 @@ struct SafetyInvariantTests {
           #expect(
             onIsland || (onGrid && stable && s.inputsFresh && !s.dischargePaused),
             "discharge not allowed now, \(context)")
+          #expect(!v.dischargeHeld, "\(v.vehicleID) is held by staff but discharged \(p) kW, \(context)")
           let after = v.energyKWh + p * h / spec.efficiency
           if !onIsland {
             #expect(after >= v.reserveFloorKWh - eps, "\(spec.id) below its reserve, \(context)")
@@ -137,6 +141,9 @@ struct SafetyInvariantTests {
           period: [1.0, 60][Int.random(in: 0..<2, using: &rng)])
         s.inputsFresh = Double.random(in: 0..<1, using: &rng) < 0.9
         s.dischargePaused = Double.random(in: 0..<1, using: &rng) < 0.1
+        for i in s.chargers.indices where Double.random(in: 0..<1, using: &rng) < 0.2 {
+          s.chargers[i].vehicle?.dischargeHeld = true
+        }
         let proposal = Decisions(
           setpointsKW: (0..<(site.chargers.count + Int.random(in: -1...1, using: &rng))).map { _ in
             [Double.random(in: -500...500, using: &rng), .nan, .infinity, 0][
@@ -163,6 +170,9 @@ struct SafetyInvariantTests {
       var utility = true
       var position = TransferSwitchPosition.utility
       var vehicles: [PluggedVehicle?] = site.chargers.map { _ in Self.randomVehicle(&rng, time: 0) }
+      var islandTest = false
+      var held = site.chargers.map { _ in false }
+      var target: Double?
       for _ in 0..<300 {
         time += 60
         if Double.random(in: 0..<1, using: &rng) < 0.05 { utility.toggle() }
@@ -174,6 +184,15 @@ struct SafetyInvariantTests {
           chargers: vehicles.map { ChargerReading(vehicle: $0) },
           events: [DemandResponseEvent(id: "E", notifyTime: 0, startTime: 6000, endTime: 9000)])
         s.inputsFresh = Double.random(in: 0..<1, using: &rng) < 0.95
+        // Staff at the panel: island tests, held vehicles and demand targets, at random.
+        s.islandTestRequested = islandTest
+        if Double.random(in: 0..<1, using: &rng) < 0.03 { islandTest.toggle() }
+        for i in s.chargers.indices where held[i] { s.chargers[i].vehicle?.dischargeHeld = true }
+        if Double.random(in: 0..<1, using: &rng) < 0.02 { held[Int.random(in: 0..<held.count, using: &rng)].toggle() }
+        if Double.random(in: 0..<1, using: &rng) < 0.02 {
+          target = Bool.random(using: &rng) ? Double.random(in: 0...800, using: &rng) : nil
+        }
+        s.operatorDemandTargetKW = target
         let d = controller.step(s)
         checker.check(s, d, seed: seed)
         // The switch follows its commands, except now and then when it sticks.

@@ -94,4 +94,43 @@ struct ControlLoopServiceTests {
     #expect(await service.steps == 500, "100 of the 600 periods failed; the other 500 ran")
     #expect(await service.failedSteps == 0, "recovered")
   }
+
+  @Test("with meters, a fresh reading brings a step at once, and the plant keeps pace with the clock")
+  func stepsOnMeterReadings() async throws {
+    let (configuration, scenario) = try townhall()
+    var loop = ControlLoopService.Configuration()
+    loop.periodSeconds = 30  // a long period: any quick step is the meter's doing
+    loop.speed = 1
+    let trigger = StepTrigger()
+    let meters = MeterInputs(
+      meters: [MeterSpec(id: "m", role: .buildingLoad, topic: "t", unit: .kilowatt)], trigger: trigger)
+    let io = SimulatedSiteIO(scenario: scenario, startMinute: 0)
+    let start = await io.snapshot(periodSeconds: 1).time
+    let service = ControlLoopService(
+      controller: Controller(site: configuration.site), io: io, configuration: loop,
+      logger: Logger(label: "test"), overlays: [meters], trigger: trigger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await service.run() }
+      let clock = ContinuousClock()
+      let giveUp = clock.now.advanced(by: .seconds(60))
+      while await service.steps < 1 && clock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
+      #expect(await service.lastDecisions?.mode == .safe, "no meter reading yet: safe state")
+      let began = clock.now
+      for kW in [80.0, 120, 95, 300, 10] {
+        let before = await service.steps
+        meters.ingest(topic: "t", payload: Array("\(kW)".utf8))
+        while await service.steps == before && clock.now < giveUp { try await Task.sleep(for: .milliseconds(1)) }
+        try await Task.sleep(for: .milliseconds(20))
+      }
+      let elapsed = MeterInputs.seconds(clock.now - began)
+      #expect(await service.steps >= 6, "one step per reading, not one per 30 s period")
+      #expect(elapsed < 10, "five readings took \(elapsed) s to be stepped on")
+      #expect(await service.lastDecisions?.mode == .gridConnected, "fresh readings: out of the safe state")
+      // The plant was advanced by the time that passed (plus the one period it runs
+      // ahead), not by 30 s per step.
+      let plantTime = await io.snapshot(periodSeconds: 1).time - start
+      #expect(plantTime < 30 + elapsed + 5, "the plant ran ahead of the clock: \(plantTime) s")
+      group.cancelAll()
+    }
+  }
 }

@@ -24,7 +24,7 @@ enum PanelJSON {
       "site": site.name,
       "site_time": "\(s.localTime)",
       "mode": d.mode.rawValue,
-      "grid_import_kw": round(last.applied.gridKW),
+      "grid_import_kw": round(gridImport(last)),
       "building_load_kw": round(s.buildingDemandKW),
       "demand_target_kw": round(d.demandTargetKW),
       "demand_target_source": view.overrides.demandTargetKW == nil ? "auto" : "operator",
@@ -78,6 +78,14 @@ enum PanelJSON {
     let comparable = text(body)
     body["time"] = isoUTC(last.wallTime)
     return StateBody(json: text(body), comparable: comparable)
+  }
+
+  /// Grid import as the appliance knows it: the building (metered, or the plant's) and
+  /// the chargers' own readings while the building is on the utility, none otherwise.
+  static func gridImport(_ step: StepRecord) -> Double {
+    let s = step.snapshot
+    guard s.utilityAvailable && s.transferSwitch == .utility else { return 0 }
+    return s.buildingDemandKW + step.applied.chargerKW.reduce(0, +)
   }
 
   static func setpoints(_ step: StepRecord, site: SiteDescription, rounded: [Double]) -> String {

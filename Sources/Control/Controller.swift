@@ -100,7 +100,7 @@ public struct Controller: SitePolicy {
     for (i, env) in envelopes(s, floor: { $0.reserveFloorKWh }) {
       setpoints[i] = env.mustChargeKW
     }
-    return Decisions(setpointsKW: setpoints, mode: .safe)
+    return Decisions(setpointsKW: setpoints, mode: .safe, demandTargetKW: demandTarget(s))
   }
 
   // MARK: - On the grid

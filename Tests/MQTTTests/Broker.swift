@@ -21,7 +21,10 @@ final class Broker: @unchecked Sendable {
       persistence false
       log_dest file \(directory.path)/mosquitto.log
       \(extraConfiguration)
+      \(getuid() == 0 ? "user root" : "")
       """
+    // As root, mosquitto would switch to the mosquitto user and could not read the test's
+    // files (keys are private); it stays root for tests.
     try conf.write(to: directory.appendingPathComponent("mosquitto.conf"), atomically: true, encoding: .utf8)
   }
 

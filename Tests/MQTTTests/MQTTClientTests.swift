@@ -184,6 +184,62 @@ struct MQTTClientTests {
     #expect(!client.isConnected)
   }
 
+  /// TLS with a throwaway CA: the client checks the broker's certificate and host name.
+  @Test func connectsOverTLSAndRefusesAnUntrustedBroker() async throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mge-tls-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    func openssl(_ args: String...) throws {
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+      p.arguments = args
+      p.currentDirectoryURL = URL(fileURLWithPath: dir)
+      p.standardOutput = FileHandle.nullDevice
+      p.standardError = FileHandle.nullDevice
+      try p.run()
+      p.waitUntilExit()
+      #expect(p.terminationStatus == 0, "openssl \(args.joined(separator: " "))")
+    }
+    try openssl(
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    try openssl(
+      "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1",
+      "-keyout", "server.key", "-out", "server.csr")
+    try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: dir + "/san.ext", atomically: true, encoding: .utf8)
+    try openssl(
+      "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+      "-extfile", "san.ext", "-out", "server.pem")
+    // Another CA, which the client must not accept the broker under.
+    try openssl(
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=other CA", "-keyout", "other.key", "-out", "other.pem")
+    let broker = try Broker(
+      extraConfiguration:
+        "allow_anonymous true\ncafile \(dir)/ca.pem\ncertfile \(dir)/server.pem\nkeyfile \(dir)/server.key\n")
+    try broker.start()
+    defer { broker.stop() }
+    func client(ca: String) throws -> MQTTClient {
+      var c = MQTTClient.Configuration()
+      c.port = broker.port
+      c.clientID = "tls-\(ca)"
+      c.tls = .init(caFile: "\(dir)/\(ca)")
+      c.initialReconnectDelay = 0.2
+      var logger = Logger(label: "test.tls")
+      logger.logLevel = .critical
+      return try MQTTClient(configuration: c, handlers: .init(message: { _ in }), logger: logger)
+    }
+    let trusted = try client(ca: "ca.pem")
+    trusted.start()
+    defer { trusted.stop() }
+    #expect(await waitFor { trusted.isConnected }, "a broker certified by the configured CA should be accepted")
+    let untrusted = try client(ca: "other.pem")
+    untrusted.start()
+    defer { untrusted.stop() }
+    #expect(await waitFor(3) { untrusted.statistics.connectFailures >= 2 })
+    #expect(!untrusted.isConnected, "a broker certified by another CA must be refused")
+  }
+
   @Test func rejectsInvalidFiltersAndBadTLSFiles() throws {
     let client = try MQTTClient(configuration: .init(), handlers: .init(message: { _ in }), logger: Logger(label: "t"))
     #expect(throws: MQTTError.self) { try client.subscribe(["a/#/b"]) }

@@ -70,8 +70,11 @@ public struct OperatorOverrides: Sendable, Hashable {
   /// Checks and applies one command. `snapshot` is the latest one the controller saw and
   /// `mode` its latest mode (nil before the first step: commands that depend on the site's
   /// state are refused until then).
+  /// `utilityStable` says the utility has been there for the enter-service delay: a test
+  /// may start only then, since it could not reclose earlier.
   public mutating func apply(
-    _ command: OperatorCommand, by user: String, site: SiteDescription, snapshot: Snapshot?, mode: OperatingMode?
+    _ command: OperatorCommand, by user: String, site: SiteDescription, snapshot: Snapshot?, mode: OperatingMode?,
+    utilityStable: Bool = true, enterServiceDelaySeconds: Double = 300
   ) -> Outcome {
     switch command {
     case .setDemandTarget(let kW):
@@ -139,6 +142,11 @@ public struct OperatorOverrides: Sendable, Hashable {
       guard let s = snapshot, let mode else { return .refused("the controller has not run its first step yet") }
       guard mode == .gridConnected else { return .refused("the site is \(mode.rawValue), not grid-connected") }
       guard s.inputsFresh else { return .refused("inputs are stale; the controller is in its safe state") }
+      guard utilityStable else {
+        return .refused(
+          "the utility has not yet been seen stable for the \(Int(enterServiceDelaySeconds)) s enter-service delay (since start-up or its last return); the site could not reclose before then, so try again later"
+        )
+      }
       guard !s.events.contains(where: { $0.isActive(at: s.time) }) else {
         return .refused("a demand-response event is running")
       }

@@ -72,7 +72,9 @@ struct Run: AsyncParsableCommand {
     // live in the site status; the panel service is the appliance on the broker.
     let trigger = configuration.meters.isEmpty ? nil : StepTrigger()
     let meters = configuration.meters.isEmpty ? nil : MeterInputs(meters: configuration.meters, trigger: trigger)
-    let status = SiteStatus(site: configuration.site, meters: meters, logger: logger)
+    let status = SiteStatus(
+      site: configuration.site, meters: meters,
+      enterServiceDelaySeconds: configuration.control.enterServiceDelaySeconds, logger: logger)
     var panel: PanelService?
     if let mqtt = configuration.mqtt {
       do {

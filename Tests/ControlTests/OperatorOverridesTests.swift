@@ -112,6 +112,9 @@ struct OperatorOverridesTests {
     #expect(
       refused(o.apply(.startIslandTest, by: "u", site: site, snapshot: snapshot(fresh: false), mode: .gridConnected))
         != nil)
+    let early = refused(
+      o.apply(.startIslandTest, by: "u", site: site, snapshot: s, mode: .gridConnected, utilityStable: false))
+    #expect(early?.contains("300 s enter-service delay") == true, "refused right after start-up: \(early ?? "applied")")
     var during = s
     during.events = [DemandResponseEvent(id: "E", notifyTime: 0, startTime: 3000, endTime: 4000)]
     #expect(

@@ -364,6 +364,8 @@ class Broker:
             "persistence false",
             f"log_dest file {self.log_file}",
             "log_type all",
+            # As the shipped conf: small messages go out at once, not after a delayed ACK.
+            "set_tcp_nodelay true",
         ]
         self.conf_file.write_text("\n".join(lines) + "\n" + self._run_as_line())
 

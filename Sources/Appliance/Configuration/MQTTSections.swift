@@ -114,7 +114,8 @@ public struct MQTTSection: Codable, Sendable, Hashable {
     guard MQTTClient.ProtocolVersion(rawValue: `protocol`) != nil else {
       throw fail("protocol", "'\(`protocol`)' is not \"5\" or \"3.1.1\"")
     }
-    guard (2...3600).contains(keepaliveSeconds) else { throw fail("keepalive_seconds", "must be 2 to 3600") }
+    // libmosquitto refuses keepalives under 5 s (every connect would fail).
+    guard (5...3600).contains(keepaliveSeconds) else { throw fail("keepalive_seconds", "must be 5 to 3600") }
     guard stateEverySeconds >= 0.5 && stateEverySeconds <= 3600 else {
       throw fail("state_every_seconds", "must be 0.5 to 3600 (the panel API promises at most 5)")
     }

@@ -160,7 +160,11 @@ public actor ControlLoopService: Service {
     let applied = try await io.apply(decisions, periodSeconds: advancing ?? configuration.periodSeconds)
     steps += 1
     if !observers.isEmpty {
-      let record = StepRecord(snapshot: snapshot, decisions: decisions, applied: applied, wallTime: Date())
+      let record = StepRecord(
+        snapshot: snapshot, decisions: decisions, applied: applied, wallTime: Date(),
+        utilityStable: controller.grid.utilityStable(
+          at: snapshot.time, delay: controller.settings.enterServiceDelaySeconds),
+        sequence: steps)
       for observer in observers { observer.observe(record) }
     }
     logChanges(snapshot, decisions, applied)

@@ -20,4 +20,8 @@ public struct StepRecord: Sendable {
   public var decisions: Decisions
   public var applied: AppliedStep
   public var wallTime: Date
+  /// The controller's view: the utility has been there for the enter-service delay.
+  public var utilityStable: Bool
+  /// Counts steps, so that an older step is never published after a newer one.
+  public var sequence: Int
 }

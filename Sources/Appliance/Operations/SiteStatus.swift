@@ -45,8 +45,14 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
   /// command, an alarm); the panel republishes its state.
   private let changed: (@Sendable () -> Void)?
 
-  public init(site: SiteDescription, meters: MeterInputs?, logger: Logger, changed: (@Sendable () -> Void)? = nil) {
+  public let enterServiceDelaySeconds: Double
+
+  public init(
+    site: SiteDescription, meters: MeterInputs?, enterServiceDelaySeconds: Double = 300, logger: Logger,
+    changed: (@Sendable () -> Void)? = nil
+  ) {
     self.site = site
+    self.enterServiceDelaySeconds = enterServiceDelaySeconds
     self.meters = meters
     self.logger = logger
     self.changed = changed
@@ -120,7 +126,8 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
       switch command {
       case .control(let c):
         return s.overrides.apply(
-          c, by: user, site: site, snapshot: s.last?.snapshot, mode: s.last?.decisions.mode)
+          c, by: user, site: site, snapshot: s.last?.snapshot, mode: s.last?.decisions.mode,
+          utilityStable: s.last?.utilityStable ?? false, enterServiceDelaySeconds: enterServiceDelaySeconds)
       case .acknowledgeAlarm("all"):
         let ids = s.alarms.listed.filter { $0.acknowledgedBy == nil }.map(\.id)
         for id in ids { _ = s.alarms.acknowledge(id, by: user) }

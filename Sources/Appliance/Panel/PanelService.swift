@@ -28,6 +28,7 @@ public final class PanelService: Service, StepObserver {
 
   private struct Shared {
     var lastSetpoints: [Double]?
+    var lastSetpointsSequence = 0
     var lastStateBody: String?
     var lastStatePublished: ContinuousClock.Instant?
     var stateWanted = true
@@ -125,14 +126,19 @@ public final class PanelService: Service, StepObserver {
     publishSetpoints(step, force: false)
   }
 
+  /// Setpoints go out in step order: the state task's periodic copy of an older step never
+  /// follows a newer step's (a charger adapter would act on whatever came last).
   private func publishSetpoints(_ step: StepRecord, force: Bool) {
     let setpoints = step.decisions.setpointsKW.map { ($0 * 100).rounded() / 100 }
-    let changed = shared.withLock { s -> Bool in
-      defer { s.lastSetpoints = setpoints }
-      return s.lastSetpoints != setpoints
+    shared.withLock { s in
+      guard step.sequence >= s.lastSetpointsSequence else { return }
+      guard s.lastSetpoints != setpoints || force, client.isConnected else { return }
+      s.lastSetpoints = setpoints
+      s.lastSetpointsSequence = step.sequence
+      // Under the lock, so two publishers cannot swap their order on the way out; a
+      // publish only queues the message for the network thread.
+      client.publish("\(prefix)/setpoints", PanelJSON.setpoints(step, site: site, rounded: setpoints), qos: 0)
     }
-    guard changed || force, client.isConnected else { return }
-    client.publish("\(prefix)/setpoints", PanelJSON.setpoints(step, site: site, rounded: setpoints), qos: 0)
   }
 
   /// Something changed that panels show: publish the state soon.

@@ -48,7 +48,10 @@ public struct SitePlant: Sendable {
   public var minute: Int { Int(time / 60) }
   public var localTime: LocalTime { scenario.start + time }
   public var utilityAvailable: Bool { !scenario.outages.contains { $0.contains(minute: minute) } }
-  public var buildingDemandKW: Double { scenario.load[loadIndex].kW }
+  public var buildingDemandKW: Double { buildingOverrideKW ?? scenario.load[loadIndex].kW }
+  /// The building's load when it is measured rather than simulated (the daemon with
+  /// meters): the plant then simulates only the chargers, vehicles, switch and utility.
+  public var buildingOverrideKW: Double?
   public var finished: Bool { minute >= scenario.durationMinutes }
 
   /// What the controller may see now.

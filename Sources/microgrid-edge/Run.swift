@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SiteModel
+import Simulation
 
 struct Run: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -30,7 +31,7 @@ struct Run: AsyncParsableCommand {
   func run() async throws {
     StartupSignals.install()
     var loaded: SiteConfigurationFile.Loaded!
-    var scenarioSite: SimulatedSiteIO!
+    var simulated: (scenario: Scenario, start: Int)!
     var stopSeconds: Double?
     try exitOnInputError {
       loaded = try SiteConfigurationFile.load(path: config, environment: ProcessInfo.processInfo.environment)
@@ -41,7 +42,7 @@ struct Run: AsyncParsableCommand {
           source: "--start-minute",
           message: "\(start) is outside the scenario's 0..<\(scenario.durationMinutes) minutes")
       }
-      scenarioSite = SimulatedSiteIO(scenario: scenario, startMinute: start)
+      simulated = (scenario, start)
       if let stopAfter {
         guard let seconds = parseDuration(stopAfter) else {
           throw InputError(source: "--stop-after", message: "'\(stopAfter)' is not a duration like 90s, 30m or 6h")
@@ -51,6 +52,7 @@ struct Run: AsyncParsableCommand {
       if let speed, !(speed > 0) { throw InputError(source: "--speed", message: "must be above 0") }
     }
     let configuration = loaded.configuration
+    let (scenario, firstMinute) = simulated!
     let level = Logger.Level(rawValue: configuration.logging.level ?? "info") ?? .info
     LoggingSystem.bootstrap { label in
       var handler = StreamLogHandler.standardOutput(label: label)
@@ -72,6 +74,7 @@ struct Run: AsyncParsableCommand {
     // live in the site status; the panel service is the appliance on the broker.
     let trigger = configuration.meters.isEmpty ? nil : StepTrigger()
     let meters = configuration.meters.isEmpty ? nil : MeterInputs(meters: configuration.meters, trigger: trigger)
+    let scenarioSite = SimulatedSiteIO(scenario: scenario, startMinute: firstMinute, meteredBuilding: meters)
     let status = SiteStatus(
       site: configuration.site, meters: meters,
       enterServiceDelaySeconds: configuration.control.enterServiceDelaySeconds, logger: logger)

@@ -20,14 +20,27 @@ public struct AppliedStep: Sendable {
 
 /// A building, its chargers, vehicles, utility and transfer switch, simulated by the same
 /// plant model as `microgrid-edge simulate`, following a scenario from a start minute.
+///
+/// With `meteredBuilding`, the building is the one the meters measure (a real building, or
+/// a test's meter gateway) and the plant simulates the rest around it, so that its
+/// physics agree with what the controller sees.
 public actor SimulatedSiteIO: SiteIO {
   private var plant: SitePlant
+  private let meteredBuilding: MeterInputs?
 
-  public init(scenario: Scenario, startMinute: Int) {
+  public init(scenario: Scenario, startMinute: Int, meteredBuilding: MeterInputs? = nil) {
     plant = SitePlant(scenario: scenario, startMinute: startMinute)
+    self.meteredBuilding = meteredBuilding
   }
 
-  public func snapshot(periodSeconds: Double) -> Snapshot { plant.snapshot(periodSeconds: periodSeconds) }
+  public func snapshot(periodSeconds: Double) -> Snapshot {
+    if let meters = meteredBuilding, meters.statuses().contains(where: { $0.kW != nil }) {
+      var s = plant.snapshot(periodSeconds: periodSeconds)
+      meters.overlay(&s)
+      plant.buildingOverrideKW = s.buildingDemandKW
+    }
+    return plant.snapshot(periodSeconds: periodSeconds)
+  }
 
   public func apply(_ decisions: Decisions, periodSeconds: Double) -> AppliedStep {
     // A step that follows the one before within a millisecond moves nothing on; the

@@ -66,23 +66,10 @@ public actor ControlLoopService: Service {
     let realPeriod = Duration.seconds(configuration.periodSeconds / configuration.speed)
     var deadline = clock.now
     var siteSeconds = 0.0
-    logger.info(
-      "control loop started",
-      metadata: [
-        "period_s": "\(configuration.periodSeconds)", "speed": "\(configuration.speed)",
-        "chargers": "\(controller.site.chargers.count)",
-      ])
+    logStart("control loop started")
     while !Task.isShuttingDownGracefully && !Task.isCancelled && !StartupSignals.stopRequested {
       if let stop = configuration.stopAfterSeconds, siteSeconds >= stop { break }
-      do {
-        try await step()
-        if failedSteps > 0 {
-          logger.notice("site I/O recovered", metadata: ["failed_steps": "\(failedSteps)"])
-          failedSteps = 0
-        }
-      } catch {
-        stepFailed(error)
-      }
+      _ = await guardedStep(advancing: nil)
       siteSeconds += configuration.periodSeconds
       deadline = deadline.advanced(by: realPeriod)
       if deadline > clock.now {
@@ -99,8 +86,32 @@ public actor ControlLoopService: Service {
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
   }
 
-  /// A meter, switch or charger that does not answer must not stop the appliance: the
-  /// drivers hold their own safe state, the loop says so and tries again next period.
+  private func logStart(_ message: Logger.Message) {
+    logger.info(
+      message,
+      metadata: [
+        "period_s": "\(configuration.periodSeconds)", "speed": "\(configuration.speed)",
+        "chargers": "\(controller.site.chargers.count)",
+      ])
+  }
+
+  /// One step that never throws: a meter, switch or charger that does not answer must not
+  /// stop the appliance. The drivers hold their own safe state; the loop says so and tries
+  /// again next period. True when the step went through.
+  private func guardedStep(advancing: Double?) async -> Bool {
+    do {
+      try await step(advancing: advancing)
+      if failedSteps > 0 {
+        logger.notice("site I/O recovered", metadata: ["failed_steps": "\(failedSteps)"])
+        failedSteps = 0
+      }
+      return true
+    } catch {
+      stepFailed(error)
+      return false
+    }
+  }
+
   private func stepFailed(_ error: any Error) {
     failedSteps += 1
     status?.siteIOFailed(error)
@@ -120,28 +131,15 @@ public actor ControlLoopService: Service {
     let realPeriod = Duration.seconds(configuration.periodSeconds / configuration.speed)
     var lastStep = start
     var advanced = 0.0
-    logger.info(
-      "control loop started; stepping on meter readings",
-      metadata: [
-        "period_s": "\(configuration.periodSeconds)", "speed": "\(configuration.speed)",
-        "chargers": "\(controller.site.chargers.count)",
-      ])
+    logStart("control loop started; stepping on meter readings")
     while !Task.isShuttingDownGracefully && !Task.isCancelled && !StartupSignals.stopRequested {
       let siteNow = MeterInputs.seconds(clock.now - start) * configuration.speed
       if let stop = configuration.stopAfterSeconds, siteNow >= stop { break }
       // The plant runs ahead by one period (its decisions hold that long); a step that
       // comes early advances it only by the time that passed since the last one.
       let advance = min(max(0, siteNow + configuration.periodSeconds - advanced), 60)
-      do {
-        try await step(advancing: advance)
-        advanced += advance
-        if advanced < siteNow { advanced = siteNow }
-        if failedSteps > 0 {
-          logger.notice("site I/O recovered", metadata: ["failed_steps": "\(failedSteps)"])
-          failedSteps = 0
-        }
-      } catch {
-        stepFailed(error)
+      if await guardedStep(advancing: advance) {
+        advanced = max(advanced + advance, siteNow)
       }
       lastStep = clock.now
       await trigger.wait(until: lastStep.advanced(by: realPeriod))

@@ -34,12 +34,12 @@ public actor SimulatedSiteIO: SiteIO {
   }
 
   public func snapshot(periodSeconds: Double) -> Snapshot {
-    if let meters = meteredBuilding, meters.statuses().contains(where: { $0.kW != nil }) {
-      var s = plant.snapshot(periodSeconds: periodSeconds)
-      meters.overlay(&s)
-      plant.buildingOverrideKW = s.buildingDemandKW
+    var s = plant.snapshot(periodSeconds: periodSeconds)
+    if let kW = meteredBuilding?.building(chargers: s.chargers).kW {
+      plant.buildingOverrideKW = kW
+      s.buildingDemandKW = kW
     }
-    return plant.snapshot(periodSeconds: periodSeconds)
+    return s
   }
 
   public func apply(_ decisions: Decisions, periodSeconds: Double) -> AppliedStep {

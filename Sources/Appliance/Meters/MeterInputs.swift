@@ -18,8 +18,6 @@ public final class MeterInputs: SnapshotOverlay {
     var at: ContinuousClock.Instant?
     /// The last energy register value and when it came, for `kWh` meters.
     var register: (kWh: Double, at: ContinuousClock.Instant)?
-    var accepted = 0
-    var refused = 0
   }
 
   /// One meter's condition, for the state and the alarms.
@@ -83,9 +81,7 @@ public final class MeterInputs: SnapshotOverlay {
           r.at = now
         case .kilowattHour:
           if let last = r.register {
-            let seconds =
-              Double((now - last.at).components.seconds)
-              + Double((now - last.at).components.attoseconds) * 1e-18
+            let seconds = Self.seconds(now - last.at)
             guard value >= last.kWh else {
               return "the energy register went backwards, from \(last.kWh) to \(value) kWh"
             }
@@ -100,7 +96,6 @@ public final class MeterInputs: SnapshotOverlay {
             r.register = (value, now)
           }
         }
-        r.accepted += 1
         readings[i] = r
         return nil
       }
@@ -108,11 +103,6 @@ public final class MeterInputs: SnapshotOverlay {
         refuse(problem)
       } else {
         accepted = true
-      }
-    }
-    if !problems.isEmpty {
-      state.withLock { readings in
-        for p in problems { if let i = meters.firstIndex(where: { $0.id == p.meter }) { readings[i].refused += 1 } }
       }
     }
     if accepted { trigger?.signal() }
@@ -137,8 +127,7 @@ public final class MeterInputs: SnapshotOverlay {
     switch path.value(in: document) {
     case .failure(let e): return .failure(Problem(e.description))
     case .success(let v):
-      // JSON true/false come back as a boolean NSNumber: not a reading.
-      if let n = v as? NSNumber, String(describing: type(of: n)) != "__NSCFBoolean" { return .success(n.doubleValue) }
+      if let n = jsonNumber(v) { return .success(n) }
       if let s = v as? String, let d = Double(s.trimmingCharacters(in: .whitespaces)) { return .success(d) }
       return .failure(Problem("the value at \(path) is not a number"))
     }
@@ -173,25 +162,37 @@ public final class MeterInputs: SnapshotOverlay {
 
   public func overlay(_ s: inout Snapshot, at now: ContinuousClock.Instant) {
     guard !meters.isEmpty else { return }
+    let metered = building(chargers: s.chargers, at: now)
+    if metered.stale { s.inputsFresh = false }
+    // When stale, the last known load is still the best guess for logs and panels.
+    if let kW = metered.kW { s.buildingDemandKW = kW }
+  }
+
+  /// The building's load as the meters give it (a grid meter minus the chargers' own
+  /// readings), nil before any meter has read; `stale` when any meter is stale.
+  public func building(chargers: [ChargerReading], at now: ContinuousClock.Instant = .now) -> (
+    kW: Double?, stale: Bool
+  ) {
     let all = statuses(at: now)
     var building = 0.0
+    var anyReading = false
     var anyGrid = false
     for status in all {
       guard let kW = status.kW else { continue }
       building += kW
+      anyReading = true
       if status.role == .gridImport { anyGrid = true }
     }
-    if anyGrid {
-      building -= s.chargers.reduce(0) { $0 + $1.measuredKW }
-    }
-    if all.contains(where: \.stale) {
-      s.inputsFresh = false
-      // The last known load is still the best guess for logs and panels.
-      if all.contains(where: { $0.kW != nil }) { s.buildingDemandKW = building }
-    } else {
-      s.buildingDemandKW = building
-    }
+    if anyGrid { building -= chargers.reduce(0) { $0 + $1.measuredKW } }
+    return (anyReading ? building : nil, all.contains(where: \.stale))
   }
+}
+
+/// A JSON number as Foundation parsed it, or nil: JSON true/false also come back as an
+/// NSNumber (a boolean one), and are not numbers.
+func jsonNumber(_ value: Any) -> Double? {
+  guard let n = value as? NSNumber, String(describing: type(of: n)) != "__NSCFBoolean" else { return nil }
+  return n.doubleValue
 }
 
 /// A meter message that could not be used.

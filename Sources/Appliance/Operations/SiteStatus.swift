@@ -41,21 +41,16 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
   public let meters: MeterInputs?
   private let inner = Mutex(Inner())
   private let logger: Logger
-  /// Told whenever something a panel shows changes for reasons other than a step (a
-  /// command, an alarm); the panel republishes its state.
-  private let changed: (@Sendable () -> Void)?
 
   public let enterServiceDelaySeconds: Double
 
   public init(
-    site: SiteDescription, meters: MeterInputs?, enterServiceDelaySeconds: Double = 300, logger: Logger,
-    changed: (@Sendable () -> Void)? = nil
+    site: SiteDescription, meters: MeterInputs?, enterServiceDelaySeconds: Double = 300, logger: Logger
   ) {
     self.site = site
     self.enterServiceDelaySeconds = enterServiceDelaySeconds
     self.meters = meters
     self.logger = logger
-    self.changed = changed
   }
 
   public var view: View {
@@ -110,11 +105,11 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
 
   /// The loop could not read or drive the site this step.
   public func siteIOFailed(_ error: any Error) {
-    let raised = inner.withLock { s in
+    // Panels see the alarm with the next state: the panel compares the state every 250 ms.
+    inner.withLock { s in
       s.siteIOFailing = true
-      return s.alarms.raise("site-io", .critical, "site I/O failing: \(error)", at: Date())
+      s.alarms.raise("site-io", .critical, "site I/O failing: \(error)", at: Date())
     }
-    if raised { changed?() }
   }
 
   // MARK: - Panel side
@@ -143,7 +138,6 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
         }
       }
     }
-    changed?()
     return outcome
   }
 }

@@ -155,10 +155,8 @@ enum PanelJSON {
     }
     func number(_ key: String) -> Result<Double?, Problem> {
       guard let v = fields[key], !(v is NSNull) else { return .success(nil) }
-      guard let n = v as? NSNumber, String(describing: type(of: n)) != "__NSCFBoolean", n.doubleValue.isFinite else {
-        return .failure(Problem("\(key) must be a number"))
-      }
-      return .success(n.doubleValue)
+      guard let n = jsonNumber(v), n.isFinite else { return .failure(Problem("\(key) must be a number")) }
+      return .success(n)
     }
     let result: Result<PanelCommand, Problem>
     switch name {

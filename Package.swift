@@ -15,6 +15,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+    .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
   ],
   targets: [
     // Value types only: units by name, ids, the site description, snapshots, decisions.
@@ -39,11 +42,31 @@ let package = Package(
       name: "MQTT",
       dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]
     ),
+    // The outbox: every record the site creates, in SQLite (GRDB), numbered by a gapless
+    // per-site seq, until the central program has it.
+    .target(
+      name: "Store",
+      dependencies: [
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    // Store-and-forward to the central program: gzip NDJSON batches over HTTP.
+    .target(
+      name: "CentralUpload",
+      dependencies: [
+        "Store",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "CompressNIO", package: "compress-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
     // Wiring for the daemon: configuration, the control loop service, the site I/O.
     .target(
       name: "Appliance",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "MQTT",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "MQTT", "Store", "CentralUpload",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
@@ -51,7 +74,7 @@ let package = Package(
     .executableTarget(
       name: "microgrid-edge",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store", "CentralUpload",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -59,6 +82,11 @@ let package = Package(
     ),
     .testTarget(name: "SiteModelTests", dependencies: ["SiteModel"]),
     .testTarget(name: "MQTTTests", dependencies: ["MQTT", .product(name: "Logging", package: "swift-log")]),
+    .testTarget(name: "StoreTests", dependencies: ["Store", .product(name: "GRDB", package: "GRDB.swift")]),
+    .testTarget(
+      name: "CentralUploadTests",
+      dependencies: ["Store", "CentralUpload", .product(name: "Logging", package: "swift-log")]
+    ),
     .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control"]),
     .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),
     .testTarget(

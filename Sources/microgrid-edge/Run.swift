@@ -1,11 +1,13 @@
 import Appliance
 import ArgumentParser
+import CentralUpload
 import Control
 import Foundation
 import Logging
 import ServiceLifecycle
 import SiteModel
 import Simulation
+import Store
 
 struct Run: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -75,9 +77,14 @@ struct Run: AsyncParsableCommand {
     let trigger = configuration.meters.isEmpty ? nil : StepTrigger()
     let meters = configuration.meters.isEmpty ? nil : MeterInputs(meters: configuration.meters, trigger: trigger)
     let scenarioSite = SimulatedSiteIO(scenario: scenario, startMinute: firstMinute, meteredBuilding: meters)
+    // Records: the outbox in SQLite and the upload to the central program.
+    let recording = configuration.store.map { store in
+      Self.recording(store: store, configuration: configuration, speed: loop.speed, logger: logger)
+    }
     let status = SiteStatus(
       site: configuration.site, meters: meters,
-      enterServiceDelaySeconds: configuration.control.enterServiceDelaySeconds, logger: logger)
+      enterServiceDelaySeconds: configuration.control.enterServiceDelaySeconds, recorder: recording?.recorder,
+      logger: logger)
     var panel: PanelService?
     if let mqtt = configuration.mqtt {
       do {
@@ -89,7 +96,8 @@ struct Run: AsyncParsableCommand {
       }
     }
     let overlays: [any SnapshotOverlay] = (meters.map { [$0] } ?? []) + [status]
-    let observers: [any StepObserver] = [status] + (panel.map { [$0] } ?? [])
+    let observers: [any StepObserver] =
+      [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? [])
     let service = ControlLoopService(
       controller: Controller(site: configuration.site, settings: configuration.control), io: scenarioSite,
       configuration: loop, logger: logger, overlays: overlays, observers: observers, trigger: trigger,
@@ -99,10 +107,24 @@ struct Run: AsyncParsableCommand {
       metadata: [
         "site": "\(configuration.site.name)", "config": "\(config)", "plant": "\(configuration.plant.kind.rawValue)",
       ])
+    if configuration.store == nil {
+      logger.warning("no store: section; the appliance keeps no records for the central program")
+    }
+    let recordingService = recording.map { r in
+      RecordingService(
+        outbox: r.outbox, recorder: r.recorder, uploader: r.uploader, status: status,
+        configuration: r.service, version: MicrogridEdge.configuration.version, logger: logger)
+    }
+    // A group stops its services in reverse order: the recording service first in the
+    // list stops last, after the control loop's final step has been recorded.
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+    if let recordingService { services.append(.init(service: recordingService)) }
+    if let uploader = recording?.uploader { services.append(.init(service: uploader)) }
+    services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup))
+    if let panel { services.append(.init(service: panel)) }
     let group = ServiceGroup(
       configuration: ServiceGroupConfiguration(
-        services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)]
-          + (panel.map { [.init(service: $0)] } ?? []),
+        services: services,
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
     let violations = await scenarioSite.violations
@@ -113,6 +135,47 @@ struct Run: AsyncParsableCommand {
       logger.critical("the simulated site saw safety violations", metadata: ["violations": "\(violations)"])
       throw ExitCode(1)
     }
+  }
+}
+
+extension Run {
+  struct Recording {
+    var outbox: Outbox
+    var recorder: Recorder
+    var uploader: CentralUploader?
+    var service: RecordingService.Configuration
+  }
+
+  static func recording(
+    store: StoreSection, configuration: SiteConfiguration, speed: Double, logger: Logger
+  ) -> Recording {
+    let siteID = configuration.central?.siteID ?? MQTTSection.slug(configuration.site.name)
+    let outbox = Outbox(
+      Outbox.Configuration(store: store.storeConfiguration(siteID: siteID)), summarizer: TelemetrySummary(),
+      logger: logger)
+    var recorderConfiguration = Recorder.Configuration()
+    recorderConfiguration.telemetryEverySeconds = store.telemetryEverySeconds
+    recorderConfiguration.speed = speed
+    let recorder = Recorder(site: configuration.site, outbox: outbox, configuration: recorderConfiguration)
+    var service = RecordingService.Configuration()
+    var uploader: CentralUploader?
+    if let central = configuration.central {
+      service.offlineAlarmSeconds = central.offlineAlarmMinutes * 60
+      uploader = CentralUploader(
+        configuration: central.uploaderConfiguration(), outbox: outbox,
+        connect: {
+          // The token is read at every request; a missing file only delays the start.
+          central.readToken().map { _ in
+            var client = HTTPCentralClient.Configuration(
+              baseURL: central.baseURL, siteID: central.siteID ?? siteID, token: { central.readToken() })
+            client.timeoutSeconds = central.timeoutSeconds
+            return HTTPCentralClient(client) as any CentralClient
+          }
+        }, logger: logger)
+    } else {
+      logger.warning("no central: section; records are kept in the store but not uploaded")
+    }
+    return Recording(outbox: outbox, recorder: recorder, uploader: uploader, service: service)
   }
 }
 

@@ -15,6 +15,10 @@ public struct SiteConfiguration: Sendable {
   public var mqtt: MQTTSection?
   /// Meter inputs over MQTT; none: the building load comes from the plant.
   public var meters: [MeterSpec] = []
+  /// Where records wait for the central program (nil: no records are kept).
+  public var store: StoreSection?
+  /// The central program's ingest API (nil: records are kept but not sent).
+  public var central: CentralSection?
   /// The file it came from.
   public var source: String
 
@@ -88,9 +92,11 @@ struct ConfigurationFileImage: Codable {
   var logging: SiteConfiguration.LoggingSection?
   var mqtt: MQTTSection?
   var meters: [MeterSpec]?
+  var store: StoreSection?
+  var central: CentralSection?
 
   enum CodingKeys: String, CodingKey {
-    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters
+    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central
     case demandIntervalMinutes = "demand_interval_minutes"
   }
 }
@@ -159,6 +165,11 @@ public enum SiteConfigurationFile {
       site: site, control: control, plant: plant, logging: logging, source: path)
     configuration.mqtt = mqtt
     configuration.meters = meters
+    configuration.store = try image.store?.validated(document: document, base: base)
+    configuration.central = try image.central?.validated(document: document, siteName: site.name, base: base)
+    if configuration.central != nil && configuration.store == nil {
+      throw document.error(at: ["central"], "uploads come from the record store: add a store: section with its path")
+    }
     return Loaded(
       configuration: configuration, warnings: document.unknownKeys(comparedWith: image),
       overrides: document.overrides)

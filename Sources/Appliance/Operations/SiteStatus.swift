@@ -2,6 +2,7 @@ import Control
 import Foundation
 import Logging
 import SiteModel
+import Store
 import Synchronization
 
 /// A command from a panel: one of staff's instructions to the controller, or an alarm
@@ -27,6 +28,8 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     public var alarms: [Alarm]
     public var last: StepRecord?
     public var commandsHandled: Int
+    /// The outbox and the upload (nil: the appliance keeps no records).
+    public var records: RecordsView?
   }
 
   private struct Inner {
@@ -35,6 +38,7 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     var last: StepRecord?
     var commandsHandled = 0
     var siteIOFailing = false
+    var records: RecordsView?
   }
 
   public let site: SiteDescription
@@ -43,10 +47,14 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
   private let logger: Logger
 
   public let enterServiceDelaySeconds: Double
+  /// Alarms and panel commands become records through it (nil: no store).
+  public let recorder: Recorder?
 
   public init(
-    site: SiteDescription, meters: MeterInputs?, enterServiceDelaySeconds: Double = 300, logger: Logger
+    site: SiteDescription, meters: MeterInputs?, enterServiceDelaySeconds: Double = 300, recorder: Recorder? = nil,
+    logger: Logger
   ) {
+    self.recorder = recorder
     self.site = site
     self.enterServiceDelaySeconds = enterServiceDelaySeconds
     self.meters = meters
@@ -55,7 +63,9 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
 
   public var view: View {
     inner.withLock {
-      View(overrides: $0.overrides, alarms: $0.alarms.listed, last: $0.last, commandsHandled: $0.commandsHandled)
+      View(
+        overrides: $0.overrides, alarms: $0.alarms.listed, last: $0.last, commandsHandled: $0.commandsHandled,
+        records: $0.records)
     }
   }
 
@@ -68,48 +78,82 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
 
   public func observe(_ step: StepRecord) {
     let statuses = meters?.statuses() ?? []
-    let notes = inner.withLock { s -> [String] in
+    let (notes, changes) = inner.withLock { s -> ([String], [AlarmChange]) in
       s.last = step
-      var notes = s.overrides.observe(step.snapshot, step.decisions)
+      let notes = s.overrides.observe(step.snapshot, step.decisions)
+      var changes: [AlarmChange] = []
       for m in statuses {
-        let id = "meter-\(m.id)-stale"
-        if m.stale {
-          let what =
-            m.ageSeconds.map { "no reading for \(Int($0)) s" } ?? "no usable reading since the appliance started"
-          if s.alarms.raise(
-            id, .critical, "meter \(m.id): \(what) (\(m.topic)); safe state: no discharge", at: step.wallTime)
-          {
-            notes.append("alarm \(id) raised")
-          }
-        } else if s.alarms.clear(id) {
-          notes.append("alarm \(id) cleared")
-        }
+        let what =
+          m.ageSeconds.map { "no reading for \(Int($0)) s" } ?? "no usable reading since the appliance started"
+        changes += Self.set(
+          &s, "meter-\(m.id)-stale", .critical, "meter \(m.id): \(what) (\(m.topic)); safe state: no discharge",
+          active: m.stale, at: step.wallTime)
       }
-      if step.decisions.mode == .blackout {
-        if s.alarms.raise(
-          "blackout", .critical, "utility lost and no vehicle can carry the building", at: step.wallTime)
-        {
-          notes.append("alarm blackout raised")
-        }
-      } else if s.alarms.clear("blackout") {
-        notes.append("alarm blackout cleared")
-      }
+      changes += Self.set(
+        &s, "blackout", .critical, "utility lost and no vehicle can carry the building",
+        active: step.decisions.mode == .blackout, at: step.wallTime)
       if s.siteIOFailing {
         s.siteIOFailing = false
-        if s.alarms.clear("site-io") { notes.append("alarm site-io cleared") }
+        changes += Self.set(&s, "site-io", .critical, "", active: false, at: step.wallTime)
       }
-      return notes
+      return (notes, changes)
     }
     for note in notes { logger.notice("\(note)") }
+    report(changes)
+  }
+
+  /// An alarm went up or down.
+  struct AlarmChange {
+    var id: String
+    var severity: Alarm.Severity
+    var message: String
+    var raised: Bool
+    var at: Date
+  }
+
+  private static func set(
+    _ s: inout Inner, _ id: String, _ severity: Alarm.Severity, _ message: String, active: Bool, at now: Date
+  ) -> [AlarmChange] {
+    if active {
+      return s.alarms.raise(id, severity, message, at: now)
+        ? [AlarmChange(id: id, severity: severity, message: message, raised: true, at: now)] : []
+    }
+    return s.alarms.clear(id) ? [AlarmChange(id: id, severity: severity, message: message, raised: false, at: now)] : []
+  }
+
+  private func report(_ changes: [AlarmChange]) {
+    for c in changes {
+      logger.notice("alarm \(c.id) \(c.raised ? "raised" : "cleared")")
+      recorder?.event(
+        c.raised ? "alarm_raised" : "alarm_cleared", at: c.at,
+        [("id", RecordJSON.string(c.id))]
+          + (c.raised
+            ? [("severity", RecordJSON.string(c.severity.rawValue)), ("message", RecordJSON.string(c.message))] : []))
+    }
+  }
+
+  /// Raises (active) or clears an alarm that the appliance's own parts keep: the store,
+  /// the upload. Raising an active alarm again updates its message; clearing a cleared one
+  /// does nothing.
+  public func setAlarm(_ id: String, _ severity: Alarm.Severity, _ message: String, active: Bool, at now: Date = Date())
+  {
+    let changes = inner.withLock { s in Self.set(&s, id, severity, message, active: active, at: now) }
+    report(changes)
+  }
+
+  /// The outbox's and the upload's state, for panels.
+  public func updateRecords(_ view: RecordsView) {
+    inner.withLock { $0.records = view }
   }
 
   /// The loop could not read or drive the site this step.
   public func siteIOFailed(_ error: any Error) {
     // Panels see the alarm with the next state: the panel compares the state every 250 ms.
-    inner.withLock { s in
+    let changes = inner.withLock { s in
       s.siteIOFailing = true
-      s.alarms.raise("site-io", .critical, "site I/O failing: \(error)", at: Date())
+      return Self.set(&s, "site-io", .critical, "site I/O failing: \(error)", active: true, at: Date())
     }
+    report(changes)
   }
 
   // MARK: - Panel side

@@ -75,9 +75,39 @@ enum PanelJSON {
         "since": isoUTC(a.since), "acknowledged_by": a.acknowledgedBy as Any? ?? NSNull(),
       ]
     }
+    if let records = view.records { body["records"] = recordsBody(records) }
     let comparable = text(body)
     body["time"] = isoUTC(last.wallTime)
     return StateBody(json: text(body), comparable: comparable)
+  }
+
+  static func recordsBody(_ r: RecordsView) -> [String: Any] {
+    let c = r.store.counters
+    var store: [String: Any] = [
+      "last_seq": c?.lastSeq ?? 0,
+      "backlog": c?.backlog ?? 0,
+      "used_mb": round(Double(c?.usedBytes ?? 0) / 1_048_576),
+      "budget_mb": round(Double(r.store.budgetBytes) / 1_048_576),
+      "budget_phase": r.store.phase.rawValue,
+      "pending_in_memory": r.store.pending,
+      "telemetry_dropped": r.store.telemetryDropped,
+      "write_problem": r.store.writeProblem as Any? ?? NSNull(),
+    ]
+    store["oldest_unuploaded"] =
+      c?.oldestUnuploadedMS.map { isoUTC(Date(timeIntervalSince1970: Double($0) / 1000)) as Any } ?? NSNull()
+    var body: [String: Any] = ["store": store]
+    if let u = r.upload {
+      body["upload"] = [
+        "state": u.state.rawValue,
+        "since": isoUTC(u.since),
+        "accepted_through": c?.acceptedThrough ?? 0,
+        "last_success": u.lastSuccess.map { isoUTC($0) as Any } ?? NSNull(),
+        "last_error": u.lastError as Any? ?? NSNull(),
+        "next_attempt": u.nextAttempt.map { isoUTC($0) as Any } ?? NSNull(),
+        "batch_max_records": u.maxRecords,
+      ] as [String: Any]
+    }
+    return body
   }
 
   /// Grid import as the appliance knows it: the building (metered, or the plant's) and

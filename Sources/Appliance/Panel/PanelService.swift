@@ -217,6 +217,8 @@ public final class PanelService: Service, StepObserver {
         ])
       stateChanged()
     }
+    status.recorder?.command(
+      user: user, name: parsed.name, requestID: parsed.requestID, outcome: reply.outcome, reason: reply.reason)
     client.publish(replyTopic, reply.json(), qos: 1)
   }
 

@@ -1,0 +1,227 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Store
+import Synchronization
+
+/// Store-and-forward: sends the outbox to the central program in seq order, and confirms
+/// records locally only when the program says it holds them. It keeps no position of
+/// its own: after a restart it starts from the store's confirmed watermark, so it resumes
+/// exactly where it stopped (a batch whose answer was lost is sent again and answered
+/// 409, or stored once more by seq, which the program ignores).
+public final class CentralUploader: Service, Sendable {
+  public struct Configuration: Sendable {
+    public var policy = UploadPolicy.Configuration()
+    /// The most NDJSON bytes in one batch before gzip.
+    public var maxBytes = 512 * 1024
+    /// While connected, a backlog smaller than a batch waits this long for company, so
+    /// that a record every second does not make a request every second.
+    public var gatherSeconds: Double = 10
+    /// A line in the log this often while records wait and the program cannot be reached.
+    public var backlogLogSeconds: Double = 600
+    public init() {}
+  }
+
+  public struct Status: Sendable, Hashable {
+    public var state: UploadState = .starting
+    public var since = Date()
+    public var lastSuccess: Date?
+    public var lastError: String?
+    public var nextAttempt: Date?
+    public var batchesSent = 0
+    public var batchesConfirmed = 0
+    public var maxRecords: Int
+  }
+
+  public let configuration: Configuration
+  private let outbox: Outbox
+  private let connect: (@Sendable () -> Result<any CentralClient, StoreError>)?
+  private let logger: Logger
+  private let shared: Mutex<Status>
+
+  /// `connect` makes the client (it reads the token); while it fails, records are kept
+  /// and it is tried again every minute. nil: no central program is configured.
+  public init(
+    configuration: Configuration, outbox: Outbox,
+    connect: (@Sendable () -> Result<any CentralClient, StoreError>)?, logger: Logger
+  ) {
+    self.configuration = configuration
+    self.outbox = outbox
+    self.connect = connect
+    self.logger = logger
+    shared = Mutex(Status(maxRecords: configuration.policy.maxRecords))
+  }
+
+  public var status: Status { shared.withLock { $0 } }
+
+  public func run() async throws {
+    guard let connect else {
+      set(.notConfigured, error: "no central: section; records are kept here, nothing is sent")
+      try? await gracefulShutdown()
+      return
+    }
+    await cancelWhenGracefulShutdown {
+      var client: (any CentralClient)?
+      while client == nil && !Task.isCancelled {
+        switch connect() {
+        case .success(let c): client = c
+        case .failure(let problem):
+          if self.status.state != .notConfigured {
+            self.logger.error("upload: \(problem); records are kept, trying again every minute")
+          }
+          self.set(.notConfigured, error: "\(problem)")
+          try? await Task.sleep(for: .seconds(60))
+        }
+      }
+      guard let client else { return }
+      await self.loop(client)
+      await client.shutdown()
+    }
+  }
+
+  private func loop(_ client: any CentralClient) async {
+    var policy = UploadPolicy(configuration.policy)
+    var lastBacklogLog = Date.distantPast
+    while !Task.isCancelled {
+      guard let store = outbox.store else {
+        await pause(1)
+        continue
+      }
+      let counters: RecordStore.Counters
+      do {
+        counters = try store.counters()
+      } catch {
+        await pause(1)
+        continue
+      }
+      if counters.backlog <= 0 {
+        policy.idle()
+        set(policy.state)
+        await pause(1)
+        continue
+      }
+      // Gather: while connected, wait until a batch is full or its oldest record is old.
+      if policy.state == .connected, counters.backlog < Int64(policy.maxRecords),
+        let oldest = counters.oldestUnuploadedMS,
+        Date().timeIntervalSince1970 * 1000 - Double(oldest) < configuration.gatherSeconds * 1000
+      {
+        await pause(1)
+        continue
+      }
+      let batch: RecordStore.Batch
+      do {
+        guard let next = try store.nextBatch(maxRecords: policy.maxRecords, maxBytes: configuration.maxBytes) else {
+          await pause(1)
+          continue
+        }
+        batch = next
+      } catch {
+        logger.error("upload: cannot read the outbox: \(RecordStore.describe(error))")
+        await pause(5)
+        continue
+      }
+      if !batch.missing.isEmpty {
+        logger.error(
+          "upload: seqs with neither a record nor a placeholder, sent as records_lost",
+          metadata: ["seqs": "\(batch.missing.prefix(20))", "count": "\(batch.missing.count)"])
+      }
+      shared.withLock { $0.batchesSent += 1 }
+      let response = await client.post(ndjson: batch.ndjson, first: batch.first, last: batch.last)
+      if Task.isCancelled, case .failed = response { break }
+      let before = policy.state
+      let action = policy.decide(response, first: batch.first, last: batch.last, jitter: Double.random(in: 0..<1))
+      report(response, batch: batch, before: before, policy: policy, backlog: counters.backlog)
+      switch action {
+      case .confirm(let through):
+        do {
+          try store.accept(through: through)
+          outbox.refreshCounters()
+          shared.withLock {
+            $0.lastSuccess = Date()
+            $0.batchesConfirmed += 1
+            $0.lastError = nil
+            $0.nextAttempt = nil
+          }
+        } catch {
+          logger.error("upload: cannot record the confirmation: \(RecordStore.describe(error))")
+          await pause(5)
+        }
+      case .rewind(let after):
+        let back = (try? store.rewind(to: after)) ?? false
+        if back {
+          logger.warning(
+            "upload: the program is missing records after seq \(after) that it had confirmed; sending them again")
+        } else {
+          logger.critical(
+            "upload: the program is missing records after seq \(after), and they are no longer kept here; going on",
+            metadata: ["batch": "\(batch.first)-\(batch.last)"])
+          try? store.accept(through: batch.last)
+        }
+        outbox.refreshCounters()
+      case .shrink(let maxRecords):
+        shared.withLock { $0.maxRecords = maxRecords }
+        logger.warning("upload: the program took the batch as too large; at most \(maxRecords) records per batch now")
+      case .wait(let seconds):
+        shared.withLock { $0.nextAttempt = Date().addingTimeInterval(seconds) }
+        if policy.state != .unauthorized, Date().timeIntervalSince(lastBacklogLog) >= configuration.backlogLogSeconds {
+          lastBacklogLog = Date()
+          let oldest = counters.oldestUnuploadedMS.map { Date(timeIntervalSince1970: Double($0) / 1000) }
+          logger.warning(
+            "upload: \(counters.backlog) records waiting for the central program",
+            metadata: [
+              "state": "\(policy.state.rawValue)",
+              "oldest": "\(oldest.map { "\($0)" } ?? "-")",
+              "retry_in_s": "\(Int(seconds.rounded()))",
+            ])
+        }
+        await pause(seconds)
+      }
+    }
+  }
+
+  private func report(
+    _ response: CentralResponse, batch: RecordStore.Batch, before: UploadState, policy: UploadPolicy, backlog: Int64
+  ) {
+    let detail: String?
+    switch response {
+    case .accepted, .alreadyStored: detail = nil
+    case .unauthorized(let status, let body): detail = "HTTP \(status) (the site token is refused): \(body)"
+    case .tooLarge: detail = "HTTP 413 (batch too large)"
+    case .throttled(let after): detail = "HTTP 429 (retry after \(after.map { "\($0) s" } ?? "backoff"))"
+    case .failed(let text): detail = text
+    }
+    set(policy.state, error: detail)
+    let range = "\(batch.first)-\(batch.last)"
+    switch policy.state {
+    case .unauthorized:
+      // Loud every time: nothing reaches the program until somebody fixes the token.
+      logger.error(
+        "upload refused: \(detail ?? "")", metadata: ["batch": "\(range)", "backlog": "\(backlog)"])
+    case .connected where before != .connected:
+      logger.notice("upload: connected to the central program", metadata: ["backlog": "\(backlog)", "batch": "\(range)"])
+    case .offline, .throttled, .tooLarge:
+      if before != policy.state {
+        logger.warning(
+          "upload: \(policy.state.rawValue): \(detail ?? "")", metadata: ["batch": "\(range)", "backlog": "\(backlog)"])
+      } else {
+        logger.debug("upload failed again: \(detail ?? "")", metadata: ["failures": "\(policy.failures)"])
+      }
+    default: break
+    }
+  }
+
+  private func set(_ state: UploadState, error: String? = nil) {
+    shared.withLock { s in
+      if s.state != state {
+        s.state = state
+        s.since = Date()
+      }
+      if let error { s.lastError = error }
+    }
+  }
+
+  /// Sleeps, but wakes at once on shutdown (the loop runs in a task cancelled then).
+  private func pause(_ seconds: Double) async {
+    try? await Task.sleep(for: .milliseconds(Int64(max(0.01, seconds) * 1000)))
+  }
+}

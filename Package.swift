@@ -82,10 +82,13 @@ let package = Package(
     ),
     .testTarget(name: "SiteModelTests", dependencies: ["SiteModel"]),
     .testTarget(name: "MQTTTests", dependencies: ["MQTT", .product(name: "Logging", package: "swift-log")]),
-    .testTarget(name: "StoreTests", dependencies: ["Store", .product(name: "GRDB", package: "GRDB.swift")]),
     .testTarget(
-      name: "CentralUploadTests",
-      dependencies: ["Store", "CentralUpload", .product(name: "Logging", package: "swift-log")]
+      name: "StoreTests",
+      dependencies: [
+        "Store", "CentralUpload", .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
     ),
     .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control"]),
     .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),

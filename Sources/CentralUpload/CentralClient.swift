@@ -75,7 +75,8 @@ public final class HTTPCentralClient: CentralClient {
       let response = try await client.execute(
         request, timeout: .milliseconds(Int64(configuration.timeoutSeconds * 1000)))
       let body = (try? await response.body.collect(upTo: 64 * 1024)).map { String(buffer: $0) } ?? ""
-      return Self.classify(status: Int(response.status.code), body: body, retryAfter: response.headers.first(name: "Retry-After"))
+      return Self.classify(
+        status: Int(response.status.code), body: body, retryAfter: response.headers.first(name: "Retry-After"))
     } catch {
       return .failed(Self.describe(error))
     }

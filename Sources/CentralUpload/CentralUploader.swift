@@ -198,7 +198,8 @@ public final class CentralUploader: Service, Sendable {
       logger.error(
         "upload refused: \(detail ?? "")", metadata: ["batch": "\(range)", "backlog": "\(backlog)"])
     case .connected where before != .connected:
-      logger.notice("upload: connected to the central program", metadata: ["backlog": "\(backlog)", "batch": "\(range)"])
+      logger.notice(
+        "upload: connected to the central program", metadata: ["backlog": "\(backlog)", "batch": "\(range)"])
     case .offline, .throttled, .tooLarge:
       if before != policy.state {
         logger.warning(

@@ -440,8 +440,9 @@ public final class RecordStore: Sendable {
     try pool.write { db in
       let (_, accepted) = try Self.counter(db)
       guard seq < accepted, seq >= 0 else { return false }
-      let rows = try Int64.fetchOne(
-        db, sql: "SELECT COUNT(*) FROM record WHERE seq > ? AND seq <= ?", arguments: [seq, accepted]) ?? 0
+      let rows =
+        try Int64.fetchOne(
+          db, sql: "SELECT COUNT(*) FROM record WHERE seq > ? AND seq <= ?", arguments: [seq, accepted]) ?? 0
       let covered =
         try Int64.fetchOne(
           db,
@@ -467,7 +468,8 @@ public final class RecordStore: Sendable {
           arguments: [accepted])
         oldest = [fromRow, fromPlaceholder].compactMap { $0 }.min()
       }
-      return Counters(lastSeq: next - 1, acceptedThrough: accepted, oldestUnuploadedMS: oldest, usedBytes: try usedBytes(db))
+      return Counters(
+        lastSeq: next - 1, acceptedThrough: accepted, oldestUnuploadedMS: oldest, usedBytes: try usedBytes(db))
     }
   }
 
@@ -563,7 +565,8 @@ public final class RecordStore: Sendable {
       let summaryBody =
         group.count > 1
         ? summarizer.summarize(
-          group.map { ($0.timeMS, $0.body) }, intervalStartMS: bucket * interval, intervalEndMS: (bucket + 1) * interval)
+          group.map { ($0.timeMS, $0.body) }, intervalStartMS: bucket * interval, intervalEndMS: (bucket + 1) * interval
+        )
         : group[0].body
       try db.execute(
         sql: "UPDATE record SET body = ?, summary = 1 WHERE seq = ?", arguments: [summaryBody, group[0].seq])

@@ -37,7 +37,8 @@ struct BenchStore: AsyncParsableCommand {
     guard records > 0, batch > 0, uploadBatch > 0 else {
       throw ValidationError("--records, --batch and --upload-batch must be above 0")
     }
-    var configuration = RecordStore.Configuration(path: (dir as NSString).appendingPathComponent("bench.db"), siteID: site)
+    var configuration = RecordStore.Configuration(
+      path: (dir as NSString).appendingPathComponent("bench.db"), siteID: site)
     configuration.budgetBytes = 1 << 40
     let store = try RecordStore(configuration, summarizer: TelemetrySummary())
     let body = Self.telemetryBody()

@@ -37,6 +37,23 @@ struct CheckConfig: ParsableCommand {
         "  plant: simulated, following \(scenario.name) from minute \(c.plant.startMinute ?? 0) at \(c.plant.speed ?? 1)x"
       )
       print("  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s")
+      if let store = c.store {
+        print(
+          "  records: \(store.path), budget \(Int(store.budgetMB)) MiB, telemetry every \(store.telemetryEverySeconds) s, uploaded records kept \(store.retentionDays) days"
+        )
+      } else {
+        print("  records: none kept (no store: section)")
+      }
+      if let central = c.central {
+        let token: String
+        switch central.readToken() {
+        case .success: token = "token readable"
+        case .failure(let problem): token = "WARNING: \(problem)"
+        }
+        print("  upload: \(central.baseURL) as site \(central.siteID ?? "?"); \(token)")
+      } else if c.store != nil {
+        print("  upload: none (no central: section)")
+      }
     }
   }
 }

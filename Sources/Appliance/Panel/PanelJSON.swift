@@ -97,15 +97,18 @@ enum PanelJSON {
       c?.oldestUnuploadedMS.map { isoUTC(Date(timeIntervalSince1970: Double($0) / 1000)) as Any } ?? NSNull()
     var body: [String: Any] = ["store": store]
     if let u = r.upload {
-      body["upload"] = [
-        "state": u.state.rawValue,
-        "since": isoUTC(u.since),
-        "accepted_through": c?.acceptedThrough ?? 0,
-        "last_success": u.lastSuccess.map { isoUTC($0) as Any } ?? NSNull(),
-        "last_error": u.lastError as Any? ?? NSNull(),
-        "next_attempt": u.nextAttempt.map { isoUTC($0) as Any } ?? NSNull(),
-        "batch_max_records": u.maxRecords,
-      ] as [String: Any]
+      body["upload"] =
+        [
+          "state": u.state.rawValue,
+          "since": isoUTC(u.since),
+          "accepted_through": c?.acceptedThrough ?? 0,
+          "last_success": u.lastSuccess.map { isoUTC($0) as Any } ?? NSNull(),
+          "last_error": u.lastError as Any? ?? NSNull(),
+          "next_attempt": u.nextAttempt.map { isoUTC($0) as Any } ?? NSNull(),
+          "batch_max_records": u.maxRecords,
+        ] as [String: Any]
+    } else {
+      body["upload"] = ["state": "not-configured", "accepted_through": c?.acceptedThrough ?? 0] as [String: Any]
     }
     return body
   }

@@ -175,7 +175,8 @@ public final class Recorder: StepObserver {
       s.activeEvents[e.id]!.gridSum += grid
       s.activeEvents[e.id]!.steps += 1
     }
-    for (id, active) in s.activeEvents where !snap.events.contains(where: { $0.id == id && $0.isActive(at: snap.time) }) {
+    for (id, active) in s.activeEvents where !snap.events.contains(where: { $0.id == id && $0.isActive(at: snap.time) })
+    {
       s.activeEvents[id] = nil
       event(
         "dr_event_ended",

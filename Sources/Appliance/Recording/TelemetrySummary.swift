@@ -29,7 +29,9 @@ public struct TelemetrySummary: TelemetrySummarizer {
       for (key, source) in [("grid_kw_max", "grid_kw_max"), ("building_kw_max", "building_kw")] {
         if let v = (object[source] as? NSNumber)?.doubleValue { maxima[key] = max(maxima[key] ?? v, v) }
       }
-      if let v = (object["grid_kw_min"] as? NSNumber)?.doubleValue { minima["grid_kw_min"] = min(minima["grid_kw_min"] ?? v, v) }
+      if let v = (object["grid_kw_min"] as? NSNumber)?.doubleValue {
+        minima["grid_kw_min"] = min(minima["grid_kw_min"] ?? v, v)
+      }
       if let mode = object["mode"] as? String, !modes.contains(mode) { modes.append(mode) }
       for key in ["target_kw", "month_peak_kw", "utility", "switch"] { if let v = object[key] { last[key] = v } }
       for charger in object["chargers"] as? [[String: Any]] ?? [] {

@@ -8,7 +8,9 @@ import Synchronization
 /// records locally only when the program says it holds them. It keeps no position of
 /// its own: after a restart it starts from the store's confirmed watermark, so it resumes
 /// exactly where it stopped (a batch whose answer was lost is sent again and answered
-/// 409, or stored once more by seq, which the program ignores).
+/// 409, or stored once more by seq, which the program ignores). It is the first service
+/// of the group, so it stops last and can send the records written while the others
+/// stopped.
 public final class CentralUploader: Service, Sendable {
   public struct Configuration: Sendable {
     public var policy = UploadPolicy.Configuration()
@@ -19,6 +21,8 @@ public final class CentralUploader: Service, Sendable {
     public var gatherSeconds: Double = 10
     /// A line in the log this often while records wait and the program cannot be reached.
     public var backlogLogSeconds: Double = 600
+    /// On a planned stop, how long the last records may take to go up.
+    public var drainOnStopSeconds: Double = 5
     public init() {}
   }
 
@@ -60,6 +64,7 @@ public final class CentralUploader: Service, Sendable {
       try? await gracefulShutdown()
       return
     }
+    let connected = Mutex<(any CentralClient)?>(nil)
     await cancelWhenGracefulShutdown {
       var client: (any CentralClient)?
       while client == nil && !Task.isCancelled {
@@ -74,14 +79,44 @@ public final class CentralUploader: Service, Sendable {
         }
       }
       guard let client else { return }
+      connected.withLock { $0 = client }
       await self.loop(client)
-      await client.shutdown()
     }
+    guard let client = connected.withLock({ $0 }) else { return }
+    // The group stops this service last, after the recording service has written the
+    // last records: a planned stop sends them, if the program answers quickly.
+    if Task.isShuttingDownGracefully && configuration.drainOnStopSeconds > 0 {
+      await drain(client)
+    }
+    await client.shutdown()
+  }
+
+  /// Sends what is left, batch after batch, until nothing is left, an answer is not a
+  /// confirmation, or `drainOnStopSeconds` are over.
+  private func drain(_ client: any CentralClient) async {
+    guard let store = outbox.store else { return }
+    let deadline = ContinuousClock.now + .milliseconds(Int64(configuration.drainOnStopSeconds * 1000))
+    var sent = 0
+    var policy = UploadPolicy(configuration.policy)
+    while ContinuousClock.now < deadline,
+      let batch = try? store.nextBatch(maxRecords: policy.maxRecords, maxBytes: configuration.maxBytes)
+    {
+      let response = await client.post(ndjson: batch.ndjson, first: batch.first, last: batch.last)
+      guard case .confirm(let through) = policy.decide(response, first: batch.first, last: batch.last, jitter: 0),
+        (try? store.accept(through: through)) != nil
+      else { break }
+      sent += Int(through - batch.first + 1)
+    }
+    let left = (try? store.counters().backlog) ?? 0
+    logger.info(
+      "upload: stopping", metadata: ["sent_while_stopping": "\(sent)", "waiting_for_next_start": "\(left)"])
   }
 
   private func loop(_ client: any CentralClient) async {
     var policy = UploadPolicy(configuration.policy)
     var lastBacklogLog = Date.distantPast
+    // When the records now waiting were first seen waiting (nil: none wait).
+    var waitingSince: ContinuousClock.Instant?
     while !Task.isCancelled {
       guard let store = outbox.store else {
         await pause(1)
@@ -95,17 +130,21 @@ public final class CentralUploader: Service, Sendable {
         continue
       }
       if counters.backlog <= 0 {
+        waitingSince = nil
         policy.idle()
         set(policy.state)
         await pause(1)
         continue
       }
-      // Gather: while connected, wait until a batch is full or its oldest record is old.
+      // Gather: while connected, wait until a batch is full or records have waited
+      // `gatherSeconds` (on the uploader's own monotonic clock: record times follow the
+      // wall clock, which may jump, or site time in a simulation).
+      let now = ContinuousClock.now
+      if waitingSince == nil { waitingSince = now }
       if policy.state == .connected, counters.backlog < Int64(policy.maxRecords),
-        let oldest = counters.oldestUnuploadedMS,
-        Date().timeIntervalSince1970 * 1000 - Double(oldest) < configuration.gatherSeconds * 1000
+        now - waitingSince! < .milliseconds(Int64(configuration.gatherSeconds * 1000))
       {
-        await pause(1)
+        await pause(min(1, configuration.gatherSeconds))
         continue
       }
       let batch: RecordStore.Batch
@@ -136,6 +175,7 @@ public final class CentralUploader: Service, Sendable {
         do {
           try store.accept(through: through)
           outbox.refreshCounters()
+          waitingSince = nil
           shared.withLock {
             $0.lastSuccess = Date()
             $0.batchesConfirmed += 1

@@ -115,11 +115,12 @@ struct Run: AsyncParsableCommand {
         outbox: r.outbox, recorder: r.recorder, uploader: r.uploader, status: status,
         configuration: r.service, version: MicrogridEdge.configuration.version, logger: logger)
     }
-    // A group stops its services in reverse order: the recording service first in the
-    // list stops last, after the control loop's final step has been recorded.
+    // A group stops its services in reverse order, each after the one before has ended:
+    // the panel, the control loop, the recording service (after the loop's last step, it
+    // writes the stop event), and last the uploader (which sends what it can of them).
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-    if let recordingService { services.append(.init(service: recordingService)) }
     if let uploader = recording?.uploader { services.append(.init(service: uploader)) }
+    if let recordingService { services.append(.init(service: recordingService)) }
     services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup))
     if let panel { services.append(.init(service: panel)) }
     let group = ServiceGroup(
@@ -127,6 +128,7 @@ struct Run: AsyncParsableCommand {
         services: services,
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
+    recording?.outbox.store?.close()
     let violations = await scenarioSite.violations
     let steps = await service.steps
     if violations.isEmpty {

@@ -44,6 +44,7 @@ public final class Recorder: StepObserver {
     var telemetry: Telemetry?
     var mode: OperatingMode?
     var transferSwitch: TransferSwitchPosition?
+    var switchCommand: TransferSwitchCommand = .hold
     var utility: Bool?
     var shed: Bool?
     var inputsFresh: Bool?
@@ -130,8 +131,13 @@ public final class Recorder: StepObserver {
       if s.utility != nil { event(snap.utilityAvailable ? "utility_restored" : "utility_lost", []) }
       s.utility = snap.utilityAvailable
     }
-    if d.transferSwitch != .hold {
-      event("transfer_switch_command", [("command", RecordJSON.string(d.transferSwitch.rawValue))])
+    // The controller repeats its command every step until the contacts confirm it: one
+    // event per new command.
+    if d.transferSwitch != s.switchCommand {
+      if d.transferSwitch != .hold {
+        event("transfer_switch_command", [("command", RecordJSON.string(d.transferSwitch.rawValue))])
+      }
+      s.switchCommand = d.transferSwitch
     }
     if s.transferSwitch != snap.transferSwitch {
       if s.transferSwitch != nil {

@@ -14,7 +14,7 @@ public struct RecordsView: Sendable, Hashable {
 /// Keeps the outbox moving: writes queued records once a second, keeps the disk budget
 /// every `maintenanceEverySeconds`, turns the store's and the upload's state into alarms
 /// and panel state, and on shutdown writes the last records (and the stop event) before
-/// the process ends. It is the first service of the group, so it stops last.
+/// the process ends. The group stops it after the control loop and before the uploader.
 public final class RecordingService: Service {
   public struct Configuration: Sendable {
     public var flushEverySeconds: Double = 1
@@ -71,7 +71,7 @@ public final class RecordingService: Service {
         "last_seq": "\(s.counters?.lastSeq ?? 0)", "accepted_through": "\(s.counters?.acceptedThrough ?? 0)",
         "pending_in_memory": "\(s.pending)",
       ])
-    outbox.store?.close()
+    // The store stays open: the uploader stops after this service and sends what it can.
   }
 
   /// Panel state and alarms from the outbox's and the upload's status.
@@ -122,15 +122,14 @@ public final class RecordingService: Service {
     status.setAlarm(
       "upload-not-configured", .warning, "records are kept but not uploaded: \(upload.lastError ?? "")",
       active: upload.state == .notConfigured)
-    let waiting = store.counters.flatMap { c -> Double? in
-      guard c.backlog > 0, let oldest = c.oldestUnuploadedMS else { return nil }
-      return Date().timeIntervalSince1970 - Double(oldest) / 1000
-    }
-    let offline = [.offline, .throttled].contains(upload.state)
+    // How long the program has been unreachable, on the uploader's clock (record times may
+    // follow a simulated site).
+    let offline = [.offline, .throttled].contains(upload.state) && (store.counters?.backlog ?? 0) > 0
+    let waiting = Date().timeIntervalSince(upload.since)
     status.setAlarm(
       "upload-offline", .warning,
-      "the central program has not been reachable for a while; \(store.counters?.backlog ?? 0) records wait "
-        + "(\(upload.lastError ?? ""))",
-      active: offline && (waiting ?? 0) >= configuration.offlineAlarmSeconds)
+      "the central program has not been reachable for \(Int(waiting / 60)) min; \(store.counters?.backlog ?? 0) "
+        + "records wait (\(upload.lastError ?? ""))",
+      active: offline && waiting >= configuration.offlineAlarmSeconds)
   }
 }

@@ -45,6 +45,8 @@ public final class Outbox: Sendable {
     var pending: [RecordDraft] = []
     var status: Status
     var lastOpenAttempt: Date?
+    /// The budget's work since its last log line, which comes at most hourly in one phase.
+    var budgetWork = (deleted: 0, thinned: 0, logged: Date.distantPast)
   }
   private let state: Mutex<State>
 
@@ -126,19 +128,24 @@ public final class Outbox: Sendable {
     do {
       let report = try store.maintain(nowMS: Int64(now.timeIntervalSince1970 * 1000))
       let counters = try store.counters()
-      let before = state.withLock { s -> RecordStore.BudgetPhase in
-        defer {
-          s.status.phase = report.phase
-          s.status.counters = counters
-        }
-        return s.status.phase
+      let (before, work) = state.withLock { s -> (RecordStore.BudgetPhase, (deleted: Int, thinned: Int)?) in
+        let before = s.status.phase
+        s.status.phase = report.phase
+        s.status.counters = counters
+        s.budgetWork.deleted += report.deletedUploaded
+        s.budgetWork.thinned += report.thinnedIntervals
+        guard report.phase != before || now.timeIntervalSince(s.budgetWork.logged) >= 3600,
+          report.phase != .normal || before != .normal
+        else { return (before, nil) }
+        defer { s.budgetWork = (0, 0, now) }
+        return (before, (s.budgetWork.deleted, s.budgetWork.thinned))
       }
-      if report.phase != before || report.deletedUploaded > 0 || report.thinnedIntervals > 0 {
+      if let work {
         let used = String(format: "%.1f", Double(report.usedBytes) / 1_048_576)
         let budget = String(format: "%.0f", Double(configuration.store.budgetBytes) / 1_048_576)
         let text =
-          "store: budget \(report.phase.rawValue) (\(used) of \(budget) MiB used; "
-          + "deleted \(report.deletedUploaded) uploaded records early, thinned \(report.thinnedIntervals) intervals)"
+          "store: budget \(report.phase.rawValue) (was \(before.rawValue); \(used) of \(budget) MiB used; "
+          + "since the last line: deleted \(work.deleted) uploaded records early, thinned \(work.thinned) intervals)"
         report.phase == .normal ? logger.notice("\(text)") : logger.warning("\(text)")
       }
     } catch {

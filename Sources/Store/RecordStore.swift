@@ -516,6 +516,17 @@ public final class RecordStore: Sendable {
       }
       if Double(used) > budget { report.phase = .full }
     }
+    // Thinning holds (and so does its alarm) until the program has the thinned stretch:
+    // otherwise the alarm would flap with every 10 % the backlog grows.
+    if report.phase == .normal {
+      let pending = try pool.read { db -> Bool in
+        let (_, accepted) = try Self.counter(db)
+        return try Bool.fetchOne(
+          db, sql: "SELECT EXISTS (SELECT 1 FROM placeholder WHERE kind = 'telemetry' AND last_seq > ?)",
+          arguments: [accepted]) ?? false
+      }
+      if pending { report.phase = .thinning }
+    }
     report.usedBytes = used
     return report
   }

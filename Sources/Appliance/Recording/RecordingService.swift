@@ -19,6 +19,9 @@ public final class RecordingService: Service {
   public struct Configuration: Sendable {
     public var flushEverySeconds: Double = 1
     public var maintenanceEverySeconds: Double = 30
+    /// ... or after this many records, whichever comes first (a simulation faster than
+    /// real time writes days of records in 30 s).
+    public var maintenanceEveryRecords: Int64 = 2000
     /// Alarm when records have waited this long for an unreachable program, seconds.
     public var offlineAlarmSeconds: Double = 3600
     public init() {}
@@ -52,12 +55,15 @@ public final class RecordingService: Service {
     outbox.flush()
     outbox.maintain()
     publish()
-    var lastMaintenance = Date()
+    var lastMaintenance = (time: Date(), seq: outbox.status.counters?.lastSeq ?? 0)
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       try? await Task.sleep(for: .milliseconds(Int64(configuration.flushEverySeconds * 1000)))
       outbox.flush()
-      if Date().timeIntervalSince(lastMaintenance) >= configuration.maintenanceEverySeconds {
-        lastMaintenance = Date()
+      let seq = outbox.status.counters?.lastSeq ?? 0
+      if Date().timeIntervalSince(lastMaintenance.time) >= configuration.maintenanceEverySeconds
+        || seq - lastMaintenance.seq >= configuration.maintenanceEveryRecords
+      {
+        lastMaintenance = (Date(), seq)
         outbox.maintain()
       }
       publish()

@@ -95,7 +95,7 @@ let package = Package(
     .testTarget(
       name: "ApplianceTests",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),

@@ -117,7 +117,11 @@ public final class Recorder: StepObserver {
     let n = RecordJSON.number
     let grid = PanelJSON.gridImport(step)
 
-    // Changes of state, as events.
+    // Changes of state, as events: the cause (the utility) before the effect (the mode).
+    if s.utility != snap.utilityAvailable {
+      if s.utility != nil { event(snap.utilityAvailable ? "utility_restored" : "utility_lost", []) }
+      s.utility = snap.utilityAvailable
+    }
     if s.mode != d.mode {
       event(
         "mode",
@@ -126,10 +130,6 @@ public final class Recorder: StepObserver {
           ("grid_kw", n(grid, 1)), ("target_kw", n(d.demandTargetKW, 1)),
         ])
       s.mode = d.mode
-    }
-    if s.utility != snap.utilityAvailable {
-      if s.utility != nil { event(snap.utilityAvailable ? "utility_restored" : "utility_lost", []) }
-      s.utility = snap.utilityAvailable
     }
     // The controller repeats its command every step until the contacts confirm it: one
     // event per new command.

@@ -145,13 +145,20 @@ public final class RecordStore: Sendable {
 
     var existing: DatabasePool?
     if FileManager.default.fileExists(atPath: path) {
+      // Checked through a read-only connection first: a file that is not ours must be
+      // moved aside exactly as it was (a WAL pool would rewrite its header).
       var problem: String?
       do {
-        let candidate = try Self.openPool(configuration)
-        problem = try Self.problem(with: candidate, siteID: configuration.siteID)
-        if problem == nil { existing = candidate } else { try? candidate.close() }
+        problem = try Self.problem(at: path, siteID: configuration.siteID)
       } catch {
         problem = "cannot be opened (\(Self.describe(error)))"
+      }
+      if problem == nil {
+        do {
+          existing = try Self.openPool(configuration)
+        } catch {
+          problem = "cannot be opened for writing (\(Self.describe(error)))"
+        }
       }
       if let problem {
         let aside = try Self.moveAside(path)
@@ -210,8 +217,12 @@ public final class RecordStore: Sendable {
   }
 
   /// nil when the database is ours, this site's and intact; otherwise why not.
-  private static func problem(with pool: DatabasePool, siteID: String) throws -> String? {
-    try pool.read { db in
+  private static func problem(at path: String, siteID: String) throws -> String? {
+    var config = GRDB.Configuration()
+    config.readonly = true
+    let queue = try DatabaseQueue(path: path, configuration: config)
+    defer { try? queue.close() }
+    return try queue.read { db in
       let check = try String.fetchAll(db, sql: "PRAGMA quick_check")
       guard check == ["ok"] else {
         return "fails its integrity check (\(check.prefix(3).joined(separator: "; ")))"
@@ -309,7 +320,10 @@ public final class RecordStore: Sendable {
     return (row[0], row[1])
   }
 
+  /// Folds the log into the database file and closes it, so that the file alone holds
+  /// everything (a copy of it is a backup). Errors only cost that.
   public func close() {
+    try? pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
     try? pool.close()
   }
 

@@ -229,6 +229,7 @@ struct RecordStoreTests {
         sql: "CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5)")
     }
     try queue.close()
+    let original = try Data(contentsOf: URL(fileURLWithPath: configuration.path))
     let store = try RecordStore(configuration, summarizer: MeanSummary())
     let reason = store.notices.compactMap { n -> String? in
       if case .movedAside(_, let reason) = n { reason } else { nil }
@@ -236,6 +237,8 @@ struct RecordStoreTests {
     #expect(reason?.contains("not a Microgrid Edge store") == true)
     #expect(reason?.contains("invoices") == true)
     let aside = try #require(folder.contents.first { $0.hasPrefix("store.db.corrupt-") && !$0.hasSuffix("-wal") })
+    // Byte for byte as it was: checked read-only, never switched to WAL or written.
+    #expect(try Data(contentsOf: URL(fileURLWithPath: folder.file(aside))) == original)
     let kept = try DatabaseQueue(path: folder.file(aside))
     #expect(try kept.read { try Double.fetchOne($0, sql: "SELECT total FROM invoices") } == 9.5)
     #expect(try store.append([event("x", at: t0)]) == 1...1)

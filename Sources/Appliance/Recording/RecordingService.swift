@@ -19,8 +19,9 @@ public final class RecordingService: Service {
   public struct Configuration: Sendable {
     public var flushEverySeconds: Double = 1
     public var maintenanceEverySeconds: Double = 30
-    /// ... or after this many records, whichever comes first (a simulation faster than
-    /// real time writes days of records in 30 s).
+    /// ... or after this many records, or as soon as a write takes the database over the
+    /// budget's high mark, whichever comes first (a simulation faster than real time
+    /// writes days of records in 30 s).
     public var maintenanceEveryRecords: Int64 = 2000
     /// Alarm when records have waited this long for an unreachable program, seconds.
     public var offlineAlarmSeconds: Double = 3600
@@ -59,9 +60,12 @@ public final class RecordingService: Service {
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       try? await Task.sleep(for: .milliseconds(Int64(configuration.flushEverySeconds * 1000)))
       outbox.flush()
-      let seq = outbox.status.counters?.lastSeq ?? 0
+      let counters = outbox.status.counters
+      let seq = counters?.lastSeq ?? 0
+      let store = outbox.configuration.store
+      let overBudget = Double(counters?.usedBytes ?? 0) > store.thinAbove * Double(store.budgetBytes)
       if Date().timeIntervalSince(lastMaintenance.time) >= configuration.maintenanceEverySeconds
-        || seq - lastMaintenance.seq >= configuration.maintenanceEveryRecords
+        || seq - lastMaintenance.seq >= configuration.maintenanceEveryRecords || overBudget
       {
         lastMaintenance = (Date(), seq)
         outbox.maintain()

@@ -9,8 +9,8 @@ import Store
 /// loop is the same whatever carries the batch.
 public protocol CentralClient: Sendable {
   /// `ndjson` is the batch, records `first...last`; never throws: every failure is a
-  /// `CentralResponse`.
-  func post(ndjson: String, first: Int64, last: Int64) async -> CentralResponse
+  /// `CentralResponse`. `timeout` (seconds) shortens the client's own for this request.
+  func post(ndjson: String, first: Int64, last: Int64, timeout: Double?) async -> CentralResponse
   func shutdown() async
 }
 
@@ -52,7 +52,7 @@ public final class HTTPCentralClient: CentralClient {
     client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
   }
 
-  public func post(ndjson: String, first: Int64, last: Int64) async -> CentralResponse {
+  public func post(ndjson: String, first: Int64, last: Int64, timeout: Double? = nil) async -> CentralResponse {
     let token: String
     switch configuration.token() {
     case .success(let t): token = t
@@ -72,8 +72,8 @@ public final class HTTPCentralClient: CentralClient {
       return .failed("gzip: \(error)")
     }
     do {
-      let response = try await client.execute(
-        request, timeout: .milliseconds(Int64(configuration.timeoutSeconds * 1000)))
+      let seconds = min(configuration.timeoutSeconds, timeout ?? .infinity)
+      let response = try await client.execute(request, timeout: .milliseconds(Int64(max(0.1, seconds) * 1000)))
       let body = (try? await response.body.collect(upTo: 64 * 1024)).map { String(buffer: $0) } ?? ""
       return Self.classify(
         status: Int(response.status.code), body: body, retryAfter: response.headers.first(name: "Retry-After"))

@@ -101,7 +101,10 @@ public final class CentralUploader: Service, Sendable {
     while ContinuousClock.now < deadline,
       let batch = try? store.nextBatch(maxRecords: policy.maxRecords, maxBytes: configuration.maxBytes)
     {
-      let response = await client.post(ndjson: batch.ndjson, first: batch.first, last: batch.last)
+      let left = deadline - ContinuousClock.now
+      let response = await client.post(
+        ndjson: batch.ndjson, first: batch.first, last: batch.last,
+        timeout: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
       guard case .confirm(let through) = policy.decide(response, first: batch.first, last: batch.last, jitter: 0),
         (try? store.accept(through: through)) != nil
       else { break }
@@ -165,7 +168,7 @@ public final class CentralUploader: Service, Sendable {
           metadata: ["seqs": "\(batch.missing.prefix(20))", "count": "\(batch.missing.count)"])
       }
       shared.withLock { $0.batchesSent += 1 }
-      let response = await client.post(ndjson: batch.ndjson, first: batch.first, last: batch.last)
+      let response = await client.post(ndjson: batch.ndjson, first: batch.first, last: batch.last, timeout: nil)
       if Task.isCancelled, case .failed = response { break }
       let before = policy.state
       let action = policy.decide(response, first: batch.first, last: batch.last, jitter: Double.random(in: 0..<1))

@@ -67,7 +67,7 @@ struct BenchStore: AsyncParsableCommand {
       let upStart = clock.now
       var batches = 0
       while let next = try store.nextBatch(maxRecords: uploadBatch, maxBytes: 8 << 20) {
-        switch await client.post(ndjson: next.ndjson, first: next.first, last: next.last) {
+        switch await client.post(ndjson: next.ndjson, first: next.first, last: next.last, timeout: nil) {
         case .accepted(let through): try store.accept(through: through)
         case .alreadyStored: try store.accept(through: next.last)
         case let other:

@@ -119,7 +119,7 @@ final class ProgramDouble: CentralClient {
   }
   let state = Mutex(State())
 
-  func post(ndjson: String, first: Int64, last: Int64) async -> CentralResponse {
+  func post(ndjson: String, first: Int64, last: Int64, timeout: Double?) async -> CentralResponse {
     state.withLock { s in
       s.posts += 1
       if !s.script.isEmpty, let scripted = s.script.removeFirst() { return scripted }

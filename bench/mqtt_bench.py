@@ -51,6 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 
+from mge_helpers import cpu_model  # noqa: E402
 from mqtt_broker import Broker  # noqa: E402
 from mqtt_daemon import (DAEMON_USER, METER_TOPIC, PREFIX, Daemon, Panel, brief,  # noqa: E402
                          write_config)
@@ -71,14 +72,7 @@ def percentile(values, q):
 
 
 def machine():
-    model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     mosq = None
     try:
         out = subprocess.run(["/usr/sbin/mosquitto", "-h"], capture_output=True, text=True, timeout=5)

@@ -35,8 +35,7 @@ sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 
 from central_receiver import CentralReceiver  # noqa: E402
 from mge_helpers import BINARY, CLEAN_ENV  # noqa: E402
-from store_forward import (QUIET_MINUTE, StoreSite, free_port, machine_line, query_store,  # noqa: E402
-                           rss_kib)
+from store_forward import QUIET_MINUTE, StoreSite, free_port, machine_line, query_store  # noqa: E402
 
 MIB = 1 << 20
 DAY = 86_400
@@ -111,7 +110,7 @@ def week_offline(args, tmp):
     try:
         while d.running and time.monotonic() - t0 < args.week_wall_cap:
             time.sleep(2)
-            rss = rss_kib(d.pid)
+            rss = d.rss_kib()
             if rss is None:
                 break
             newest = newest_site_time(site.db)

@@ -162,13 +162,7 @@ public final class Outbox: Sendable {
   private func handle(_ error: any Error, during what: String) {
     let kind = RecordStore.failureKind(error)
     let text = "\(what): \(RecordStore.describe(error))"
-    let first = state.withLock { s -> Bool in
-      defer {
-        s.status.writeProblem = text
-        s.status.diskFull = kind == .full
-      }
-      return s.status.writeProblem == nil
-    }
+    let first = setProblem(text, kind) == nil
     if first || kind == .corrupt {
       logger.error(
         "store: \(text); records wait in memory (\(status.pending) now)",
@@ -182,6 +176,17 @@ public final class Outbox: Sendable {
         s.store = nil
         s.lastOpenAttempt = nil
       }
+    }
+  }
+
+  /// Records why the database is not taking records; returns the problem before.
+  private func setProblem(_ text: String, _ kind: RecordStore.FailureKind) -> String? {
+    state.withLock { s in
+      defer {
+        s.status.writeProblem = text
+        s.status.diskFull = kind == .full
+      }
+      return s.status.writeProblem
     }
   }
 
@@ -217,15 +222,8 @@ public final class Outbox: Sendable {
           "accepted_through": "\(counters?.acceptedThrough ?? 0)",
         ])
     } catch {
-      let kind = RecordStore.failureKind(error)
       let text = "opening the store: \(RecordStore.describe(error))"
-      let first = state.withLock { s -> Bool in
-        defer {
-          s.status.writeProblem = text
-          s.status.diskFull = kind == .full
-        }
-        return s.status.writeProblem != text
-      }
+      let first = setProblem(text, RecordStore.failureKind(error)) != text
       if first { logger.error("store: \(text); records wait in memory") }
     }
   }

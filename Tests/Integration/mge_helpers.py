@@ -78,3 +78,14 @@ def check_trace(scenario_dir, trace_dir, timeout=600):
     except ValueError:
         data = None
     return proc, data
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (for the benches' machine line), or None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None

@@ -294,9 +294,13 @@ class Daemon:
         return (int(fields[11]) + int(fields[12])) / ticks
 
     def rss_kib(self):
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        """VmRSS in KiB, or None once the process is gone."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            return None
         return None
 
 

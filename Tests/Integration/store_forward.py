@@ -30,7 +30,7 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
-from mge_helpers import CONFIGS, CRASH_MARKERS, SCENARIOS
+from mge_helpers import CONFIGS, CRASH_MARKERS, SCENARIOS, cpu_model
 from mqtt_daemon import Daemon
 
 EXAMPLE = CONFIGS / "example-school.yaml"
@@ -365,23 +365,5 @@ def iso_ms(text):
                .timestamp() * 1000 + 0.5)
 
 
-def rss_kib(pid):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
-
-
 def machine_line():
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"machine: {os.cpu_count()} CPUs (nproc), {model}"
+    return f"machine: {os.cpu_count()} CPUs (nproc), {cpu_model() or 'unknown CPU'}"

@@ -32,8 +32,6 @@ public final class CentralUploader: Service, Sendable {
     public var lastSuccess: Date?
     public var lastError: String?
     public var nextAttempt: Date?
-    public var batchesSent = 0
-    public var batchesConfirmed = 0
     public var maxRecords: Int
   }
 
@@ -125,10 +123,8 @@ public final class CentralUploader: Service, Sendable {
         await pause(1)
         continue
       }
-      let counters: RecordStore.Counters
-      do {
-        counters = try store.counters()
-      } catch {
+      // The outbox refreshes its counters at every write and confirmation: no query here.
+      guard let counters = outbox.status.counters else {
         await pause(1)
         continue
       }
@@ -167,7 +163,6 @@ public final class CentralUploader: Service, Sendable {
           "upload: seqs with neither a record nor a placeholder, sent as records_lost",
           metadata: ["seqs": "\(batch.missing.prefix(20))", "count": "\(batch.missing.count)"])
       }
-      shared.withLock { $0.batchesSent += 1 }
       let response = await client.post(ndjson: batch.ndjson, first: batch.first, last: batch.last, timeout: nil)
       if Task.isCancelled, case .failed = response { break }
       let before = policy.state
@@ -181,7 +176,6 @@ public final class CentralUploader: Service, Sendable {
           waitingSince = nil
           shared.withLock {
             $0.lastSuccess = Date()
-            $0.batchesConfirmed += 1
             $0.lastError = nil
             $0.nextAttempt = nil
           }

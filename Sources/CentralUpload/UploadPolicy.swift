@@ -120,6 +120,5 @@ public struct UploadPolicy: Sendable {
 
   private func jittered(_ seconds: Double, _ jitter: Double) -> Double { seconds * (0.8 + 0.4 * jitter) }
 
-  public mutating func notConfigured() { state = .notConfigured }
   public mutating func idle() { if state == .starting { state = .connected } }
 }

@@ -323,7 +323,7 @@ public final class RecordStore: Sendable {
   /// Folds the log into the database file and closes it, so that the file alone holds
   /// everything (a copy of it is a backup). Errors only cost that.
   public func close() {
-    try? pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+    _ = try? pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
     try? pool.close()
   }
 

@@ -87,6 +87,11 @@ public enum RecordJSON {
     return out + "\""
   }
 
+  /// A time as records carry it: UTC, ISO 8601 with milliseconds, quoted.
+  public static func time(_ date: Date) -> String {
+    string(RecordLine.isoTime(ms: Int64((date.timeIntervalSince1970 * 1000).rounded())))
+  }
+
   /// A JSON number with at most `decimals` decimals; non-finite values become null
   /// (JSON has no NaN, and the receiver refuses it).
   public static func number(_ v: Double, decimals: Int = 3) -> String {

@@ -34,7 +34,6 @@ public final class Recorder: StepObserver {
     var arrivalKWh: Double
     var lastKWh: Double
     var needKWh: Double
-    var departureTime: Double
     var inKWh = 0.0
     var outKWh = 0.0
     var minKWh: Double
@@ -204,7 +203,7 @@ public final class Recorder: StepObserver {
       if s.sessions[i] == nil {
         s.sessions[i] = Session(
           vehicleID: v.vehicleID, charger: charger.id, pluggedIn: now, arrivalKWh: v.energyKWh, lastKWh: v.energyKWh,
-          needKWh: v.departureNeedKWh, departureTime: v.departureTime, minKWh: v.energyKWh)
+          needKWh: v.departureNeedKWh, minKWh: v.energyKWh)
       }
       let hours = snap.periodSeconds / 3600
       s.sessions[i]!.lastKWh = v.energyKWh
@@ -267,8 +266,8 @@ public final class Recorder: StepObserver {
       kind: .session, time: unplugged,
       body: RecordJSON.object([
         ("vehicle", RecordJSON.string(s.vehicleID)), ("charger", RecordJSON.string(s.charger)),
-        ("plugged_in", RecordJSON.string(isoUTC(s.pluggedIn, milliseconds: true))),
-        ("unplugged", RecordJSON.string(isoUTC(unplugged, milliseconds: true))),
+        ("plugged_in", RecordJSON.time(s.pluggedIn)),
+        ("unplugged", RecordJSON.time(unplugged)),
         ("energy_at_arrival_kwh", n(s.arrivalKWh, 2)), ("energy_at_departure_kwh", n(s.lastKWh, 2)),
         ("lowest_energy_kwh", n(s.minKWh, 2)),
         ("charged_kwh", n(s.inKWh, 2)), ("discharged_kwh", n(s.outKWh, 2)),

@@ -46,8 +46,8 @@ public struct TelemetrySummary: TelemetrySummarizer {
       (
         "summary",
         RecordJSON.object([
-          ("from", RecordJSON.string(isoUTC(Date(timeIntervalSince1970: Double(intervalStartMS) / 1000)))),
-          ("to", RecordJSON.string(isoUTC(Date(timeIntervalSince1970: Double(intervalEndMS) / 1000)))),
+          ("from", RecordJSON.time(Date(timeIntervalSince1970: Double(intervalStartMS) / 1000))),
+          ("to", RecordJSON.time(Date(timeIntervalSince1970: Double(intervalEndMS) / 1000))),
           ("records", String(records.count)),
         ])
       ),

@@ -28,9 +28,12 @@ public struct LocalTime: Sendable, Hashable, Comparable {
 extension LocalTime: CustomStringConvertible {
   /// `2024-07-15T16:45:00`: ISO 8601 without a zone, as panels show site time.
   public var description: String {
-    let s = Int((seconds - Double(dayNumber) * 86_400).rounded(.down))
+    // Whole seconds, down; but a time a hair under a second (floating error from adding
+    // and subtracting timelines, e.g. 07:29:59.9999999 for 07:30) is that second.
+    let whole = LocalTime(seconds: (seconds + 1e-6).rounded(.down))
+    let s = Int(whole.seconds - Double(whole.dayNumber) * 86_400)
     func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
-    return "\(date)T\(two(s / 3600)):\(two(s / 60 % 60)):\(two(s % 60))"
+    return "\(whole.date)T\(two(s / 3600)):\(two(s / 60 % 60)):\(two(s % 60))"
   }
 }
 

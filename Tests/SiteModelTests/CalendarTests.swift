@@ -29,6 +29,18 @@ struct CalendarTests {
     }
   }
 
+  @Test("site times show whole seconds, and floating error does not cost a second")
+  func description() {
+    let t = CivilDate.parseLocalDateTime("2023-01-02T07:30")!
+    #expect(t.description == "2023-01-02T07:30:00")
+    #expect((t + 0.7).description == "2023-01-02T07:30:00")
+    #expect((t + -1e-9).description == "2023-01-02T07:30:00")
+    #expect((t + -0.5).description == "2023-01-02T07:29:59")
+    // At midnight too: a hair under the new day is the new day.
+    let midnight = CivilDate.parseLocalDateTime("2023-01-03T00:00")!
+    #expect((midnight + -1e-9).description == "2023-01-03T00:00:00")
+  }
+
   @Test("the month key changes exactly at month boundaries")
   func monthKey() {
     let jan31 = CivilDate.parseLocalDateTime("2023-01-31T23:59")!

@@ -42,6 +42,11 @@ let package = Package(
       name: "MQTT",
       dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]
     ),
+    // libgpiod from Debian (libgpiod-dev 1.6: the v1 API of bookworm), for the GPIO target only.
+    .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+    // GPIO lines behind one interface (libgpiod v1 or simulated), debounce, and the pulse
+    // meter. The v1-specific code is one file, LibgpiodBackend.swift.
+    .target(name: "GPIO", dependencies: ["CGPIOD"]),
     // The outbox: every record the site creates, in SQLite (GRDB), numbered by a gapless
     // per-site seq, until the central program has it.
     .target(
@@ -66,7 +71,7 @@ let package = Package(
     .target(
       name: "Appliance",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "MQTT", "Store", "CentralUpload",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "MQTT", "Store", "CentralUpload", "GPIO",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
@@ -74,13 +79,16 @@ let package = Package(
     .executableTarget(
       name: "microgrid-edge",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store", "CentralUpload",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store", "CentralUpload", "GPIO",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
     ),
+    // What randomized tests share (a seeded generator); test targets cannot import each other.
+    .target(name: "TestKit", path: "Tests/TestKit"),
     .testTarget(name: "SiteModelTests", dependencies: ["SiteModel"]),
+    .testTarget(name: "GPIOTests", dependencies: ["GPIO"]),
     .testTarget(name: "MQTTTests", dependencies: ["MQTT", .product(name: "Logging", package: "swift-log")]),
     .testTarget(
       name: "StoreTests",
@@ -90,12 +98,12 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
     ),
-    .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control"]),
+    .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control", "TestKit"]),
     .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),
     .testTarget(
       name: "ApplianceTests",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store", "GPIO", "TestKit",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),

@@ -4,6 +4,21 @@ public struct ControlSettings: Sendable, Hashable, Codable {
   /// IEEE 1547-2018 enter-service delay: the utility must have been available and in range
   /// this long before the site reconnects or exports. 300 s is the standard's default.
   public var enterServiceDelaySeconds: Double = 300
+  /// IEEE 1547-2018 enter-service ramp: after the delay, discharge onto the grid rises from
+  /// 0 to full over this long (the standard's default is 300 s; 0: no ramp).
+  public var enterServiceRampSeconds: Double = 300
+  /// A commanded transfer the switch's contacts do not confirm within this long is a stuck
+  /// switch: alarm, and the chargers stay off while it is between sources.
+  public var transferConfirmSeconds: Double = 10
+  /// A transfer back to the utility that got stuck is tried again this often; the island
+  /// carries the building in between.
+  public var transferRetrySeconds: Double = 60
+  /// On the island, shed load groups come back one at a time, at most one per this long,
+  /// so the grid-forming charger takes each inrush on its own.
+  public var loadRestoreStepSeconds: Double = 30
+  /// A shed group comes back only if the vehicles could carry the island with it for this
+  /// many hours; if they no longer can, the last group restored is shed again.
+  public var loadRestoreHours: Double = 2
   /// Plan to have each vehicle's departure need in the battery this long before it leaves.
   public var departureMarginSeconds: Double = 1800
   /// Plan recharging at this share of a charger's rated power, leaving room for tapering
@@ -48,6 +63,11 @@ public struct ControlSettings: Sendable, Hashable, Codable {
 
   enum CodingKeys: String, CodingKey {
     case enterServiceDelaySeconds = "enter_service_delay_seconds"
+    case enterServiceRampSeconds = "enter_service_ramp_seconds"
+    case transferConfirmSeconds = "transfer_confirm_seconds"
+    case transferRetrySeconds = "transfer_retry_seconds"
+    case loadRestoreStepSeconds = "load_restore_step_seconds"
+    case loadRestoreHours = "load_restore_hours"
     case departureMarginSeconds = "departure_margin_seconds"
     case plannedChargeRateFraction = "planned_charge_rate_fraction"
     case outageAssumedRemainingSeconds = "outage_assumed_remaining_seconds"
@@ -71,6 +91,11 @@ public struct ControlSettings: Sendable, Hashable, Codable {
       try c.decodeIfPresent(Double.self, forKey: key) ?? fallback
     }
     enterServiceDelaySeconds = try value(.enterServiceDelaySeconds, d.enterServiceDelaySeconds)
+    enterServiceRampSeconds = try value(.enterServiceRampSeconds, d.enterServiceRampSeconds)
+    transferConfirmSeconds = try value(.transferConfirmSeconds, d.transferConfirmSeconds)
+    transferRetrySeconds = try value(.transferRetrySeconds, d.transferRetrySeconds)
+    loadRestoreStepSeconds = try value(.loadRestoreStepSeconds, d.loadRestoreStepSeconds)
+    loadRestoreHours = try value(.loadRestoreHours, d.loadRestoreHours)
     departureMarginSeconds = try value(.departureMarginSeconds, d.departureMarginSeconds)
     plannedChargeRateFraction = try value(.plannedChargeRateFraction, d.plannedChargeRateFraction)
     outageAssumedRemainingSeconds = try value(
@@ -93,6 +118,13 @@ public struct ControlSettings: Sendable, Hashable, Codable {
     if !(enterServiceDelaySeconds >= 0) {
       p.append(("enter_service_delay_seconds", "must be 0 or more (IEEE 1547 default: 300)"))
     }
+    if !(enterServiceRampSeconds >= 0) {
+      p.append(("enter_service_ramp_seconds", "must be 0 or more (IEEE 1547 default: 300)"))
+    }
+    if !(transferConfirmSeconds > 0) { p.append(("transfer_confirm_seconds", "must be above 0")) }
+    if !(transferRetrySeconds > 0) { p.append(("transfer_retry_seconds", "must be above 0")) }
+    if !(loadRestoreStepSeconds >= 0) { p.append(("load_restore_step_seconds", "must be 0 or more")) }
+    if !(loadRestoreHours >= 0) { p.append(("load_restore_hours", "must be 0 or more")) }
     if !(departureMarginSeconds >= 0) { p.append(("departure_margin_seconds", "must be 0 or more")) }
     if !(plannedChargeRateFraction > 0 && plannedChargeRateFraction <= 1) {
       p.append(("planned_charge_rate_fraction", "must be above 0 and at most 1"))

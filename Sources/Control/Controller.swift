@@ -36,6 +36,9 @@ public struct Controller: SitePolicy {
   /// starts, a vehicle comes or goes, or an event is announced.
   private var currentPlan: (key: PlanKey, plan: PeakPlanner.Plan, chargers: [Int])?
   public private(set) var replannedLastStep = false
+  /// The outage sequence's own memory: the switch command waiting for its contacts, the
+  /// load groups restored on the island, the last emergency stop.
+  public private(set) var sequence = SequenceMemory()
   struct PlanKey: Hashable {
     var interval: Int
     var vehicles: [String?]
@@ -48,7 +51,8 @@ public struct Controller: SitePolicy {
     self.loadHistory = LoadHistory(intervalSeconds: site.demandIntervalSeconds)
     self.safety = SafetyFilter(
       site: site, enterServiceDelaySeconds: settings.enterServiceDelaySeconds,
-      outageAssumedRemainingSeconds: settings.outageAssumedRemainingSeconds)
+      outageAssumedRemainingSeconds: settings.outageAssumedRemainingSeconds,
+      enterServiceRampSeconds: settings.enterServiceRampSeconds)
     self.planMargins = VehicleEnvelope.Margins(
       departureMarginSeconds: settings.departureMarginSeconds,
       chargeRateFraction: settings.plannedChargeRateFraction,
@@ -63,9 +67,10 @@ public struct Controller: SitePolicy {
 
     // Only worked out when the utility is gone, the building is not yet back on it, or
     // staff asked for an island test.
+    let restored = sequence.restoredGroups
     let island =
       s.utilityAvailable && grid.state == .connected && !s.islandTestRequested
-      ? IslandPlan(formingCharger: nil, setpointsKW: []) : islandPlan(s)
+      ? IslandPlan(formingCharger: nil, setpointsKW: []) : islandPlan(s, restoredGroups: restored)
     let gridOut = grid.step(
       s, canIsland: island.formingCharger != nil,
       enterServiceDelay: settings.enterServiceDelaySeconds)
@@ -74,11 +79,19 @@ public struct Controller: SitePolicy {
     switch grid.state {
     case .connected:
       // Discharge waits out the enter-service delay after the utility (or the appliance)
-      // comes up, as the safety filter will insist.
+      // comes up, then ramps, as the safety filter will insist.
       d =
         s.inputsFresh
-        ? dispatchOnGrid(s, mayDischarge: grid.utilityStable(at: s.time, delay: settings.enterServiceDelaySeconds))
+        ? dispatchOnGrid(
+          s,
+          mayDischarge: grid.utilityStable(at: s.time, delay: settings.enterServiceDelaySeconds)
+            && !s.utilityLossPending)
         : safeState(s)
+      let share = enterService.dischargeShare(
+        at: s.time, availableSince: grid.utilityBackSince, restartedAt: sequence.emergencyStopReleasedAt)
+      for i in d.setpointsKW.indices where i < site.chargers.count {
+        d.setpointsKW[i] = max(d.setpointsKW[i], -site.chargers[i].maxDischargeKW * share)
+      }
     case .islanded, .reconnecting:
       d = Decisions(setpointsKW: island.setpointsKW, gridFormingCharger: island.formingCharger)
     case .blackout:
@@ -89,7 +102,140 @@ public struct Controller: SitePolicy {
     if gridOut.mode != .gridConnected || d.mode == .gridConnected {
       d.mode = gridOut.mode
     }
+    sequenceStep(s, &d)
     return safety.filter(d, s, memory: &safetyMemory)
+  }
+
+  private var enterService: EnterService {
+    EnterService(delaySeconds: settings.enterServiceDelaySeconds, rampSeconds: settings.enterServiceRampSeconds)
+  }
+
+  // MARK: - The outage sequence
+
+  /// What the outage sequence remembers between steps.
+  public struct SequenceMemory: Sendable, Hashable {
+    /// The position a transfer was commanded to, and when, until the contacts confirm it.
+    public var awaitingPosition: TransferSwitchPosition?
+    public var awaitingSince: Double = 0
+    /// A transfer back to the utility that did not confirm: when to try again.
+    public var retransferRetryAt: Double?
+    /// Shed groups back on, in restore order, and when the count last changed.
+    public var restoredGroups = 0
+    public var restoredChangedAt: Double = 0
+    public var emergencyStopActive = false
+    public var emergencyStopReleasedAt: Double?
+    public init() {}
+  }
+
+  /// Emergency stop, the switch's confirmation, load restoration on the island, and the
+  /// phase for logs and panels. The safety filter enforces what matters here regardless.
+  private mutating func sequenceStep(_ s: Snapshot, _ d: inout Decisions) {
+    if sequence.emergencyStopActive && !s.emergencyStop { sequence.emergencyStopReleasedAt = s.time }
+    sequence.emergencyStopActive = s.emergencyStop
+    if s.emergencyStop {
+      d.setpointsKW = Array(repeating: 0, count: site.chargers.count)
+      d.gridFormingCharger = nil
+      d.transferSwitch = .hold
+      d.mode = .emergencyStop
+      d.phase = .emergencyStop
+      d.restoredLoadGroups = sequence.restoredGroups
+      sequence.awaitingPosition = nil
+      return
+    }
+
+    // A transfer back to the utility that the switch did not carry out: go on as an island
+    // (hold the switch open) and try again later.
+    if d.transferSwitch == .toUtility, let retry = sequence.retransferRetryAt, s.time < retry {
+      d.transferSwitch = .hold
+    }
+
+    // Which command waits for the contacts.
+    let target: TransferSwitchPosition? =
+      switch d.transferSwitch {
+      case .toIsland: .island
+      case .toUtility: .utility
+      case .hold: nil
+      }
+    if let target, s.transferSwitch != target {
+      if sequence.awaitingPosition != target {
+        sequence.awaitingPosition = target
+        sequence.awaitingSince = s.time
+      }
+    } else {
+      sequence.awaitingPosition = nil
+    }
+    var stuck = false
+    if let waiting = sequence.awaitingPosition, s.time - sequence.awaitingSince >= settings.transferConfirmSeconds {
+      stuck = true
+      if waiting == .utility {
+        sequence.retransferRetryAt = s.time + settings.transferRetrySeconds
+        sequence.awaitingPosition = nil
+        d.transferSwitch = .hold
+      }
+    }
+    if s.transferSwitch == .utility { sequence.retransferRetryAt = nil }
+    // Off the utility, nothing runs until the switch confirms it is open; closing back,
+    // nothing runs until it confirms it is closed (the filter insists; this keeps the
+    // proposal honest so the logs show no correction).
+    let moving =
+      (grid.state != .connected && s.transferSwitch != .island)
+      || (d.transferSwitch == .toUtility && s.transferSwitch != .utility)
+    if moving {
+      d.setpointsKW = Array(repeating: 0, count: site.chargers.count)
+      d.gridFormingCharger = nil
+    }
+
+    // Load groups: all shed at the transfer, back one at a time while the vehicles can
+    // carry them, the last one shed again when they no longer can.
+    if grid.state == .islanded && s.transferSwitch == .island && d.gridFormingCharger != nil {
+      let capacity = islandCapacityKW(s, hours: settings.loadRestoreHours)
+      let filter = safety
+      let load = { (groups: Int) in filter.islandLoadKW(s, restoredGroups: groups) }
+      if sequence.restoredGroups > 0 && capacity < load(sequence.restoredGroups) - 1e-6 {
+        sequence.restoredGroups -= 1
+        sequence.restoredChangedAt = s.time
+      } else if sequence.restoredGroups < site.sheddableLoads.count,
+        s.time - sequence.restoredChangedAt >= settings.loadRestoreStepSeconds,
+        capacity >= load(sequence.restoredGroups + 1) + 1e-6
+      {
+        sequence.restoredGroups += 1
+        sequence.restoredChangedAt = s.time
+      }
+    } else if grid.state != .reconnecting || s.transferSwitch != .island {
+      // Connected: the relays are closed anyway. Dark or moving: nothing to restore onto.
+      // (Waiting to re-close, the island keeps what it carries.)
+      if sequence.restoredGroups != 0 || grid.state == .connected { sequence.restoredChangedAt = s.time }
+      sequence.restoredGroups = 0
+    }
+    d.restoredLoadGroups = d.shedNonCriticalLoads ? sequence.restoredGroups : 0
+
+    d.phase = phase(s, d, stuck: stuck)
+  }
+
+  private func phase(_ s: Snapshot, _ d: Decisions, stuck: Bool) -> OutagePhase {
+    if stuck || (sequence.retransferRetryAt != nil && s.transferSwitch != .utility) { return .transferStuck }
+    switch grid.state {
+    case .connected:
+      let share = enterService.dischargeShare(
+        at: s.time, availableSince: grid.utilityBackSince, restartedAt: sequence.emergencyStopReleasedAt)
+      if share <= 0 { return .enterServiceWait }
+      return share < 1 ? .rampingUp : .normal
+    case .islanded:
+      return s.transferSwitch == .island ? .islanded : .transferring
+    case .reconnecting:
+      return d.transferSwitch == .toUtility ? .retransferring : .enterServiceWait
+    case .blackout:
+      return .blackout
+    }
+  }
+
+  /// How much the vehicles could give the island, sustained for `hours`: each vehicle's
+  /// discharge limited by its rating and by the energy it may spend over that time.
+  private func islandCapacityKW(_ s: Snapshot, hours: Double) -> Double {
+    let stayAway = s.time + settings.outageAssumedRemainingSeconds
+    var long = s
+    long.periodSeconds = max(s.periodSeconds, hours * 3600)
+    return envelopes(long, floor: { _ in 0 }, noChargeUntil: stayAway).reduce(0) { $0 + $1.1.maxDischargeKW }
   }
 
   // MARK: - Safe state
@@ -460,7 +606,7 @@ public struct Controller: SitePolicy {
     var setpointsKW: [Double]
   }
 
-  private func islandPlan(_ s: Snapshot) -> IslandPlan {
+  private func islandPlan(_ s: Snapshot, restoredGroups: Int) -> IslandPlan {
     var setpoints = Array(repeating: 0.0, count: site.chargers.count)
     // How deep each vehicle may go for critical load: below its reserve, but never below
     // what its departure needs if the utility stays away a good while longer.
@@ -477,7 +623,7 @@ public struct Controller: SitePolicy {
       }
     }
     guard let formingIndex = forming else { return IslandPlan(formingCharger: nil, setpointsKW: setpoints) }
-    let critical = max(0, s.buildingDemandKW) * site.criticalLoadFraction
+    let critical = safety.islandLoadKW(s, restoredGroups: restoredGroups)
     // Followers share the load in proportion to what they can give; the grid-forming charger
     // follows the rest up to its own ceiling.
     let share = available > 0 ? min(1, critical / available) : 0

@@ -13,25 +13,37 @@ import SiteModel
 /// - never close back to the utility before it has been stable for the enter-service delay;
 /// - on the island, no charging, and only as much discharge as the critical load;
 /// - stale inputs: no discharge, only the charging departures require;
-/// - a vehicle staff hold never discharges, on the grid or on the island.
+/// - a vehicle staff hold never discharges, on the grid or on the island;
+/// - after the enter-service delay, discharge onto the grid ramps up (IEEE 1547);
+/// - no charger runs on the island until the switch confirms it is open;
+/// - a utility contact that has just dropped stops discharge at once, before its debounce;
+/// - emergency stop: every charger off, no grid-forming, the switch left where it is.
 public struct SafetyFilter: Sendable {
   public var site: SiteDescription
   public var enterServiceDelaySeconds: Double
   /// On the island, a vehicle may discharge only down to what it could still recharge to
   /// its departure need if the utility came back this much later.
   public var outageAssumedRemainingSeconds: Double
+  public var enterService: EnterService
 
   /// What the filter remembers between steps: its own view of the utility, kept apart from
   /// the controller's so a planning bug cannot talk it into reclosing early.
   public struct Memory: Sendable, Hashable {
     public var utilityAvailableSince: Double?
+    /// When the last emergency stop was released: service starts over from then.
+    public var emergencyStopReleasedAt: Double?
+    public var emergencyStopActive = false
     public init() {}
   }
 
-  public init(site: SiteDescription, enterServiceDelaySeconds: Double, outageAssumedRemainingSeconds: Double) {
+  public init(
+    site: SiteDescription, enterServiceDelaySeconds: Double, outageAssumedRemainingSeconds: Double,
+    enterServiceRampSeconds: Double = 0
+  ) {
     self.site = site
     self.enterServiceDelaySeconds = enterServiceDelaySeconds
     self.outageAssumedRemainingSeconds = outageAssumedRemainingSeconds
+    self.enterService = EnterService(delaySeconds: enterServiceDelaySeconds, rampSeconds: enterServiceRampSeconds)
   }
 
   /// Tolerance for comparing powers, kW.
@@ -50,6 +62,8 @@ public struct SafetyFilter: Sendable {
     }
     let utilityStable =
       memory.utilityAvailableSince.map { s.time - $0 >= enterServiceDelaySeconds } ?? false
+    if memory.emergencyStopActive && !s.emergencyStop { memory.emergencyStopReleasedAt = s.time }
+    memory.emergencyStopActive = s.emergencyStop
 
     // Shape: one setpoint per charger.
     let n = site.chargers.count
@@ -59,8 +73,11 @@ public struct SafetyFilter: Sendable {
     }
 
     // Re-closing to the utility.
-    if d.transferSwitch == .toUtility && !(s.utilityAvailable && utilityStable) {
-      note("refused to close to the utility: not yet stable for \(Int(enterServiceDelaySeconds)) s")
+    if d.transferSwitch == .toUtility && !(s.utilityAvailable && utilityStable && !s.utilityLossPending) {
+      note(
+        s.utilityLossPending
+          ? "refused to close to the utility: its contact has just dropped"
+          : "refused to close to the utility: not yet stable for \(Int(enterServiceDelaySeconds)) s")
       d.transferSwitch = .hold
     }
     if d.gridFormingCharger.map({ $0 < 0 || $0 >= n || !site.chargers[$0].gridForming }) == true {
@@ -68,21 +85,40 @@ public struct SafetyFilter: Sendable {
       d.gridFormingCharger = nil
     }
 
-    // Opening to the island this step counts as islanded: adapters carry out the switch
-    // command first and release setpoints only once the switch confirms it is open.
-    // Closing back onto the utility this step is neither: the island's setpoints (the
-    // grid-forming charger's is a ceiling, not a flow) would become real discharge onto the
-    // grid the moment the switch closes, and export. Hands off for the step.
-    // The same holds when opening to an island while the utility is still there (a planned
-    // island test): until the switch confirms it is open, the island's setpoints would
-    // flow onto the grid.
-    let closing =
-      (d.transferSwitch == .toUtility && s.transferSwitch != .utility)
-      || (d.transferSwitch == .toIsland && s.transferSwitch != .island && s.utilityAvailable)
-    let onIsland =
-      !closing && (s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable))
-    let onGrid = !closing && s.transferSwitch == .utility && s.utilityAvailable
-    let mayDischargeOnGrid = onGrid && utilityStable && s.inputsFresh && !s.dischargePaused
+    // Emergency stop: nothing moves. Chargers off, no island formed, the switch left alone.
+    if s.emergencyStop {
+      if d.setpointsKW.contains(where: { abs($0) > Self.epsilon }) || d.gridFormingCharger != nil
+        || d.transferSwitch != .hold
+      {
+        note("emergency stop: every charger off, switch held")
+      }
+      d.setpointsKW = Array(repeating: 0, count: n)
+      d.gridFormingCharger = nil
+      d.transferSwitch = .hold
+      d.mode = .emergencyStop
+      d.phase = .emergencyStop
+      if !notes.isEmpty { d.safetyInterventions += notes }
+      return d
+    }
+
+    // Only a switch that confirms it is open is an island: a grid-forming charger started
+    // while the building is still tied to the utility (dead or alive) would energize it.
+    // Until the contacts say so, hands off, even if a transfer was commanded this step.
+    // Closing back onto the utility is neither: the island's setpoints (the grid-forming
+    // charger's is a ceiling, not a flow) would become real discharge onto the grid the
+    // moment the switch closes, and export. Hands off for the step.
+    let closing = d.transferSwitch == .toUtility && s.transferSwitch != .utility
+    let opening = d.transferSwitch == .toIsland && s.transferSwitch != .island
+    let onIsland = !closing && s.transferSwitch == .island
+    let onGrid = !closing && !opening && s.transferSwitch == .utility && s.utilityAvailable
+    if !onIsland, let forming = d.gridFormingCharger {
+      note("\(site.chargers[forming].id) may not form an island until the switch confirms it is open")
+      d.gridFormingCharger = nil
+    }
+    let rampShare = enterService.dischargeShare(
+      at: s.time, availableSince: memory.utilityAvailableSince, restartedAt: memory.emergencyStopReleasedAt)
+    let mayDischargeOnGrid =
+      onGrid && utilityStable && s.inputsFresh && !s.dischargePaused && !s.utilityLossPending
     let eventActive = s.events.contains { $0.isActive(at: s.time) }
 
     // Per charger: ratings, battery, departure (physics, no margins).
@@ -119,6 +155,9 @@ public struct SafetyFilter: Sendable {
       }
       if v.dischargeHeld && lo < 0 {
         lo = 0
+      }
+      if onGrid && lo < -spec.maxDischargeKW * rampShare {
+        lo = -spec.maxDischargeKW * rampShare  // entering service: ramping up
       }
       let must = onGrid ? env.mustChargeKW : 0
       if p < lo - Self.epsilon {
@@ -168,7 +207,7 @@ public struct SafetyFilter: Sendable {
       // Discharge on the island never exceeds the critical load: there is nowhere else
       // for power to go. The grid-forming charger follows the load itself, so its value
       // is only a ceiling; the others share.
-      let critical = max(0, s.buildingDemandKW) * site.criticalLoadFraction
+      let critical = islandLoadKW(s, restoredGroups: d.restoredLoadGroups)
       let followers = d.setpointsKW.indices.filter { $0 != d.gridFormingCharger }
       let followerDischarge = followers.reduce(0) { $0 - min(0, d.setpointsKW[$1]) }
       if followerDischarge > critical + Self.epsilon {
@@ -184,6 +223,13 @@ public struct SafetyFilter: Sendable {
 
     if !notes.isEmpty { d.safetyInterventions += notes }
     return d
+  }
+
+  /// What the island carries: the critical load and the shed groups restored so far, never
+  /// more than the building draws.
+  func islandLoadKW(_ s: Snapshot, restoredGroups: Int) -> Double {
+    let building = max(0, s.buildingDemandKW)
+    return min(building, building * site.criticalLoadFraction + site.restoredLoadKW(groups: restoredGroups))
   }
 }
 

@@ -114,7 +114,9 @@ public struct SitePlant: Sendable {
 
     let building = flows.buildingKW
     let critical = building * site.criticalLoadFraction
-    let load = d.shedNonCriticalLoads ? critical : building
+    // Shed: the critical load, and the groups restored so far (never more than the building).
+    let load =
+      d.shedNonCriticalLoads ? min(building, critical + site.restoredLoadKW(groups: d.restoredLoadGroups)) : building
 
     // What each charger would do alone: its setpoint clipped to rating and battery.
     func clipped(_ i: Int, _ setpoint: Double) -> Double {

@@ -23,6 +23,37 @@ public enum OperatingMode: String, Sendable, Hashable, Codable {
   case reconnecting
   /// Inputs are stale: no discharge, only the charging departures require.
   case safe
+  /// The emergency stop is pressed: every charger off, the transfer switch left alone.
+  case emergencyStop = "emergency-stop"
+}
+
+/// Where the outage sequence stands, finer than the mode: what the logs, events and
+/// panels show while the building leaves the utility and comes back.
+///
+///     normal ─loss─► transferring ─switch confirms─► islanded ─utility back─► enter-service-wait
+///                        │ no confirmation in time            (loads restored     │ stable for the delay
+///                        ▼                                     step by step)      ▼
+///                  transfer-stuck                              normal ◄─ramp─ retransferring
+public enum OutagePhase: String, Sendable, Hashable, Codable {
+  /// On the utility, in full service.
+  case normal
+  /// The utility is lost (or a test began): export stopped, transfer to island commanded,
+  /// the switch has not confirmed yet.
+  case transferring
+  /// The switch is open and the island runs on a grid-forming charger.
+  case islanded
+  /// The utility is lost and nothing can carry the building.
+  case blackout
+  /// The switch did not confirm a commanded transfer in time.
+  case transferStuck = "transfer-stuck"
+  /// The utility is present and in range; the enter-service delay is running.
+  case enterServiceWait = "enter-service-wait"
+  /// The delay has passed; transfer back to the utility commanded, not yet confirmed.
+  case retransferring
+  /// Back on the utility; discharge ramps up over the enter-service ramp.
+  case rampingUp = "ramping-up"
+  /// The emergency stop is pressed.
+  case emergencyStop = "emergency-stop"
 }
 
 /// The decisions of one control step.
@@ -34,6 +65,10 @@ public struct Decisions: Sendable, Hashable {
   public var transferSwitch: TransferSwitchCommand
   /// Open the non-critical load relays.
   public var shedNonCriticalLoads: Bool
+  /// While shedding: how many of the site's shed groups (in restore order) are back on.
+  public var restoredLoadGroups: Int
+  /// Where the outage sequence stands.
+  public var phase: OutagePhase
   /// The charger that forms the island, by index.
   public var gridFormingCharger: Int?
   public var mode: OperatingMode
@@ -44,13 +79,16 @@ public struct Decisions: Sendable, Hashable {
 
   public init(
     setpointsKW: [Double], transferSwitch: TransferSwitchCommand = .hold,
-    shedNonCriticalLoads: Bool = false, gridFormingCharger: Int? = nil,
+    shedNonCriticalLoads: Bool = false, restoredLoadGroups: Int = 0, phase: OutagePhase = .normal,
+    gridFormingCharger: Int? = nil,
     mode: OperatingMode = .gridConnected, demandTargetKW: Double = 0,
     safetyInterventions: [String] = []
   ) {
     self.setpointsKW = setpointsKW
     self.transferSwitch = transferSwitch
     self.shedNonCriticalLoads = shedNonCriticalLoads
+    self.restoredLoadGroups = restoredLoadGroups
+    self.phase = phase
     self.gridFormingCharger = gridFormingCharger
     self.mode = mode
     self.demandTargetKW = demandTargetKW

@@ -90,6 +90,23 @@ public struct Tariff: Sendable, Hashable, Codable {
   }
 }
 
+/// A group of building loads behind one load-shed relay (a panel, a kitchen, an air
+/// handler). In an outage every group is shed at the transfer, then restored in priority
+/// order as the vehicles' energy allows.
+public struct SheddableLoad: Sendable, Hashable, Codable {
+  public var id: String
+  /// 1 is restored first.
+  public var priority: Int
+  /// What the group draws when on, kW (the electrician's estimate is enough).
+  public var kW: Double
+
+  public init(id: String, priority: Int, kW: Double) {
+    self.id = id
+    self.priority = priority
+    self.kW = kW
+  }
+}
+
 /// The building, its service and what is installed there.
 public struct SiteDescription: Sendable, Hashable {
   public var name: String
@@ -106,12 +123,15 @@ public struct SiteDescription: Sendable, Hashable {
   public var tariff: Tariff
   public var chargers: [ChargerSpec]
   public var vehicles: [VehicleSpec]
+  /// Load groups behind shed relays, in restore order (priority, then as listed). The
+  /// critical load (`criticalLoadFraction`) is never shed.
+  public var sheddableLoads: [SheddableLoad]
 
   public init(
     name: String, importLimitKW: Double, exportLimitKW: Double = 0,
     eventExportLimitKW: Double = 0, criticalLoadFraction: Double = 0.35,
     demandIntervalSeconds: Double = 900, tariff: Tariff = Tariff(),
-    chargers: [ChargerSpec], vehicles: [VehicleSpec]
+    chargers: [ChargerSpec], vehicles: [VehicleSpec], sheddableLoads: [SheddableLoad] = []
   ) {
     self.name = name
     self.importLimitKW = importLimitKW
@@ -122,6 +142,24 @@ public struct SiteDescription: Sendable, Hashable {
     self.tariff = tariff
     self.chargers = chargers
     self.vehicles = vehicles
+    self.sheddableLoads = sheddableLoads.enumerated().sorted {
+      ($0.element.priority, $0.offset) < ($1.element.priority, $1.offset)
+    }
+    .map(\.element)
+  }
+
+  /// The same site with other shed groups.
+  public init(copying site: SiteDescription, sheddableLoads: [SheddableLoad]) {
+    self.init(
+      name: site.name, importLimitKW: site.importLimitKW, exportLimitKW: site.exportLimitKW,
+      eventExportLimitKW: site.eventExportLimitKW, criticalLoadFraction: site.criticalLoadFraction,
+      demandIntervalSeconds: site.demandIntervalSeconds, tariff: site.tariff, chargers: site.chargers,
+      vehicles: site.vehicles, sheddableLoads: sheddableLoads)
+  }
+
+  /// The load the first `groups` shed groups add back on the island, kW.
+  public func restoredLoadKW(groups: Int) -> Double {
+    sheddableLoads.prefix(max(0, groups)).reduce(0) { $0 + $1.kW }
   }
 
   public func chargerIndex(id: String) -> Int? { chargers.firstIndex { $0.id == id } }

@@ -118,13 +118,19 @@ public struct Snapshot: Sendable, Hashable {
   public var operatorDemandTargetKW: Double?
   /// Staff asked for a planned island test: island with the utility still there.
   public var islandTestRequested: Bool
+  /// The emergency-stop input is pressed: every charger off, nothing switched.
+  public var emergencyStop: Bool
+  /// The utility contact has just dropped and its debounce is still running: export stops
+  /// at once, the transfer waits for the loss to be confirmed (`utilityAvailable`).
+  public var utilityLossPending: Bool
 
   public init(
     time: Double, localTime: LocalTime, periodSeconds: Double, buildingDemandKW: Double,
     utilityAvailable: Bool = true, transferSwitch: TransferSwitchPosition = .utility,
     chargers: [ChargerReading], events: [DemandResponseEvent] = [],
     meter: DemandMeterReading = DemandMeterReading(), inputsFresh: Bool = true,
-    dischargePaused: Bool = false, operatorDemandTargetKW: Double? = nil, islandTestRequested: Bool = false
+    dischargePaused: Bool = false, operatorDemandTargetKW: Double? = nil, islandTestRequested: Bool = false,
+    emergencyStop: Bool = false, utilityLossPending: Bool = false
   ) {
     self.time = time
     self.localTime = localTime
@@ -139,5 +145,7 @@ public struct Snapshot: Sendable, Hashable {
     self.dischargePaused = dischargePaused
     self.operatorDemandTargetKW = operatorDemandTargetKW
     self.islandTestRequested = islandTestRequested
+    self.emergencyStop = emergencyStop
+    self.utilityLossPending = utilityLossPending
   }
 }

@@ -184,7 +184,13 @@ struct DispatchTests {
       snapshot.time = t
       #expect(c.step(snapshot).setpointsKW[0] >= 0)
     }
-    snapshot.time = 300
-    #expect(c.step(snapshot).setpointsKW[0] < 0, "after 300 s stable the peak should be shaved")
+    // Then it enters service on a ramp: a share of the charger's rating that grows to all
+    // of it over the next 300 s (IEEE 1547's default).
+    snapshot.time = 330
+    let early = c.step(snapshot).setpointsKW[0]
+    #expect(early < 0, "after 300 s stable the peak should be shaved")
+    #expect(-early <= site.chargers[0].maxDischargeKW * 0.1 + 1e-6, "discharged \(-early) kW 30 s into the ramp")
+    snapshot.time = 600
+    #expect(c.step(snapshot).setpointsKW[0] < early, "the ramp should have let more out")
   }
 }

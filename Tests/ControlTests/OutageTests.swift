@@ -35,11 +35,20 @@ struct OutageTests {
     var tiny = wellChargedSite { $0 >= 600 && $0 < 4200 }
     var c = Controller(site: site)
     let log = drive(&tiny, seconds: 1800, controller: &c)
-    let first = log.first { !$0.snapshot.utilityAvailable }!
+    let firstIndex = log.firstIndex { !$0.snapshot.utilityAvailable }!
+    let first = log[firstIndex]
+    // The step that sees the loss: export stops and the transfer is commanded; nothing
+    // runs until the switch confirms it is open.
     #expect(first.decisions.transferSwitch == .toIsland)
     #expect(first.decisions.shedNonCriticalLoads)
-    #expect(first.decisions.gridFormingCharger == 0)
+    #expect(first.decisions.gridFormingCharger == nil)
+    #expect(first.decisions.setpointsKW.allSatisfy { $0 == 0 })
     #expect(first.decisions.mode == .islanded)
+    #expect(first.decisions.phase == .transferring)
+    let next = log[firstIndex + 1]
+    #expect(next.snapshot.transferSwitch == .island)
+    #expect(next.decisions.gridFormingCharger == 0)
+    #expect(next.decisions.phase == .islanded)
     // While islanded nobody charges, and discharge carries the critical load (42 kW).
     for step in log where !step.snapshot.utilityAvailable {
       #expect(step.decisions.setpointsKW.allSatisfy { $0 <= 0 })

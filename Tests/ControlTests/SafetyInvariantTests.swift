@@ -7,29 +7,46 @@ import Testing
 @Suite("Safety invariants under random inputs")
 struct SafetyInvariantTests {
   static let delay = 300.0
+  static let ramp = 300.0
 
   struct Checker {
     let site: SiteDescription
     var utilitySince: Double?
+    var stopReleasedAt: Double?
+    var stopped = false
 
     /// Updates the checker's own view of the utility, then checks `d` against `s`.
     mutating func check(_ s: Snapshot, _ d: Decisions, seed: UInt64) {
       if s.utilityAvailable { utilitySince = utilitySince ?? s.time } else { utilitySince = nil }
+      if stopped && !s.emergencyStop { stopReleasedAt = s.time }
+      stopped = s.emergencyStop
       let stable = utilitySince.map { s.time - $0 >= SafetyInvariantTests.delay } ?? false
       let context = "seed \(seed), t=\(s.time)"
       let eps = 1e-6
       #expect(d.setpointsKW.count == site.chargers.count, "\(context)")
-      if d.transferSwitch == .toUtility {
-        #expect(s.utilityAvailable && stable, "closed to an unstable utility, \(context)")
+      if s.emergencyStop {
+        #expect(d.setpointsKW.allSatisfy { $0 == 0 }, "a charger runs under emergency stop, \(context)")
+        #expect(d.transferSwitch == .hold && d.gridFormingCharger == nil, "switched under emergency stop, \(context)")
+        return
       }
-      // The step that closes back onto the utility is neither: every charger idle. So is
-      // the step that opens to an island while the utility is there (an island test).
-      let closing =
-        (d.transferSwitch == .toUtility && s.transferSwitch != .utility)
-        || (d.transferSwitch == .toIsland && s.transferSwitch != .island && s.utilityAvailable)
-      let onIsland =
-        !closing && (s.transferSwitch == .island || (d.transferSwitch == .toIsland && !s.utilityAvailable))
-      let onGrid = !closing && s.transferSwitch == .utility && s.utilityAvailable
+      if d.transferSwitch == .toUtility {
+        #expect(s.utilityAvailable && stable && !s.utilityLossPending, "closed to an unstable utility, \(context)")
+      }
+      if d.gridFormingCharger != nil {
+        #expect(s.transferSwitch == .island, "an island formed before the switch confirmed open, \(context)")
+      }
+      // Only a switch confirmed open is an island; a switch being moved either way means
+      // every charger idle.
+      let closing = d.transferSwitch == .toUtility && s.transferSwitch != .utility
+      let opening = d.transferSwitch == .toIsland && s.transferSwitch != .island
+      let onIsland = !closing && s.transferSwitch == .island
+      let onGrid = !closing && !opening && s.transferSwitch == .utility && s.utilityAvailable
+      // Entering service: no discharge for the delay, then a linear ramp of each rating.
+      var rampShare = 0.0
+      if let since = utilitySince {
+        let start = max(since, stopReleasedAt ?? since) + SafetyInvariantTests.delay
+        rampShare = s.time < start ? 0 : min(1, (s.time - start) / SafetyInvariantTests.ramp)
+      }
       let h = s.periodSeconds / 3600
       var total = 0.0
       for (i, p) in d.setpointsKW.enumerated() {
@@ -46,10 +63,14 @@ struct SafetyInvariantTests {
         #expect(
           v.energyKWh + max(0, p) * h * spec.efficiency <= v.batteryKWh + eps, "overfilled \(spec.id), \(context)")
         if !onGrid && !onIsland { #expect(p == 0, "\(spec.id) at \(p) kW with a dead or unknown grid, \(context)") }
+        if onGrid {
+          #expect(
+            -p <= spec.maxDischargeKW * rampShare + eps, "\(spec.id) discharged \(-p) kW ahead of the ramp, \(context)")
+        }
         if onIsland { #expect(p <= eps, "\(spec.id) charging on the island, \(context)") }
         if p < -eps {
           #expect(
-            onIsland || (onGrid && stable && s.inputsFresh && !s.dischargePaused),
+            onIsland || (onGrid && stable && s.inputsFresh && !s.dischargePaused && !s.utilityLossPending),
             "discharge not allowed now, \(context)")
           #expect(!v.dischargeHeld, "\(v.vehicleID) is held by staff but discharged \(p) kW, \(context)")
           let after = v.energyKWh + p * h / spec.efficiency
@@ -78,6 +99,17 @@ struct SafetyInvariantTests {
       }
       if onIsland {
         #expect(d.shedNonCriticalLoads, "island without shedding, \(context)")
+        // Followers never push more than the island draws: critical load and restored groups.
+        let building = max(0, s.buildingDemandKW)
+        let islandLoad = min(
+          building,
+          building * site.criticalLoadFraction
+            + site.sheddableLoads.prefix(max(0, d.restoredLoadGroups)).reduce(0) { $0 + $1.kW })
+        let followers = d.setpointsKW.indices.filter { $0 != d.gridFormingCharger }.reduce(0.0) {
+          $0 - min(0, d.setpointsKW[$1])
+        }
+        #expect(
+          followers <= islandLoad + 1e-6, "followers give \(followers) kW to a \(islandLoad) kW island, \(context)")
       }
     }
   }
@@ -96,7 +128,11 @@ struct SafetyInvariantTests {
       exportLimitKW: Bool.random(using: &rng) ? 0 : Double.random(in: 0...100, using: &rng),
       eventExportLimitKW: Double.random(in: 0...300, using: &rng),
       criticalLoadFraction: Double.random(in: 0...1, using: &rng),
-      chargers: chargers, vehicles: [])
+      chargers: chargers, vehicles: [],
+      sheddableLoads: (0..<Int.random(in: 0...4, using: &rng)).map {
+        SheddableLoad(
+          id: "L\($0)", priority: Int.random(in: 1...3, using: &rng), kW: Double.random(in: 5...200, using: &rng))
+      })
   }
 
   static func randomVehicle(_ rng: inout SeededGenerator, time: Double) -> PluggedVehicle {
@@ -116,7 +152,9 @@ struct SafetyInvariantTests {
       let seed = UInt64(batch * 1000 + trial)
       var rng = SeededGenerator(seed: seed)
       let site = Self.randomSite(&rng)
-      let filter = SafetyFilter(site: site, enterServiceDelaySeconds: Self.delay, outageAssumedRemainingSeconds: 86_400)
+      let filter = SafetyFilter(
+        site: site, enterServiceDelaySeconds: Self.delay, outageAssumedRemainingSeconds: 86_400,
+        enterServiceRampSeconds: Self.ramp)
       var memory = SafetyFilter.Memory()
       var checker = Checker(site: site)
       var time = 0.0
@@ -141,6 +179,8 @@ struct SafetyInvariantTests {
           period: [1.0, 60][Int.random(in: 0..<2, using: &rng)])
         s.inputsFresh = Double.random(in: 0..<1, using: &rng) < 0.9
         s.dischargePaused = Double.random(in: 0..<1, using: &rng) < 0.1
+        s.emergencyStop = Double.random(in: 0..<1, using: &rng) < 0.05
+        s.utilityLossPending = Double.random(in: 0..<1, using: &rng) < 0.05
         for i in s.chargers.indices where Double.random(in: 0..<1, using: &rng) < 0.2 {
           s.chargers[i].vehicle?.dischargeHeld = true
         }
@@ -151,6 +191,7 @@ struct SafetyInvariantTests {
           },
           transferSwitch: [.hold, .toIsland, .toUtility].randomElement(using: &rng)!,
           shedNonCriticalLoads: Bool.random(using: &rng),
+          restoredLoadGroups: Int.random(in: 0...4, using: &rng),
           gridFormingCharger: Bool.random(using: &rng) ? Int.random(in: -1...site.chargers.count, using: &rng) : nil)
         let d = filter.filter(proposal, s, memory: &memory)
         checker.check(s, d, seed: seed)
@@ -173,6 +214,7 @@ struct SafetyInvariantTests {
       var islandTest = false
       var held = site.chargers.map { _ in false }
       var target: Double?
+      var emergencyStop = false
       for _ in 0..<300 {
         time += 60
         if Double.random(in: 0..<1, using: &rng) < 0.05 { utility.toggle() }
@@ -193,6 +235,8 @@ struct SafetyInvariantTests {
           target = Bool.random(using: &rng) ? Double.random(in: 0...800, using: &rng) : nil
         }
         s.operatorDemandTargetKW = target
+        if Double.random(in: 0..<1, using: &rng) < 0.02 { emergencyStop.toggle() }
+        s.emergencyStop = emergencyStop
         let d = controller.step(s)
         checker.check(s, d, seed: seed)
         // The switch follows its commands, except now and then when it sticks.

@@ -19,6 +19,9 @@ public struct SiteConfiguration: Sendable {
   public var store: StoreSection?
   /// The central program's ingest API (nil: records are kept but not sent).
   public var central: CentralSection?
+  /// Transfer switch, emergency stop, pulse meter and shed relays over GPIO (nil: the
+  /// plant supplies them).
+  public var gpio: GPIOSection?
   /// The file it came from.
   public var source: String
 
@@ -94,9 +97,10 @@ struct ConfigurationFileImage: Codable {
   var meters: [MeterSpec]?
   var store: StoreSection?
   var central: CentralSection?
+  var gpio: GPIOSection?
 
   enum CodingKeys: String, CodingKey {
-    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central
+    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio
     case demandIntervalMinutes = "demand_interval_minutes"
   }
 }
@@ -122,7 +126,9 @@ public enum SiteConfigurationFile {
     guard interval > 0, 1440 % interval == 0 else {
       throw document.error(at: ["demand_interval_minutes"], "must divide a day, e.g. 15")
     }
-    let site = try document.siteDescription(name: "site", demandIntervalSeconds: Double(interval) * 60)
+    var site = try document.siteDescription(name: "site", demandIntervalSeconds: Double(interval) * 60)
+    let gpio = try image.gpio?.validated(document: document, site: site)
+    if let gpio { site = SiteDescription(copying: site, sheddableLoads: gpio.sheddableLoads) }
     let control = image.control ?? ControlSettings()
     if let problem = control.problems.first {
       throw document.error(at: ["control", problem.key], problem.message)
@@ -165,6 +171,11 @@ public enum SiteConfigurationFile {
       site: site, control: control, plant: plant, logging: logging, source: path)
     configuration.mqtt = mqtt
     configuration.meters = meters
+    configuration.gpio = gpio
+    if gpio?.pulseMeter != nil && meters.contains(where: { $0.role == .gridImport }) {
+      throw document.error(
+        at: ["gpio", "pulse_meter"], "the utility meter is read twice: drop the pulse meter or the grid_import meter")
+    }
     configuration.store = try image.store?.validated(document: document, base: base)
     configuration.central = try image.central?.validated(document: document, siteName: site.name, base: base)
     if configuration.central != nil && configuration.store == nil {

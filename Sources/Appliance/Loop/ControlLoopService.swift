@@ -28,6 +28,7 @@ public actor ControlLoopService: Service {
   private let logger: Logger
   private let overlays: [any SnapshotOverlay]
   private let observers: [any StepObserver]
+  private let actuators: [any DecisionActuator]
   private let trigger: StepTrigger?
   private let status: SiteStatus?
   /// Steps run so far (for tests and the final log line).
@@ -44,9 +45,10 @@ public actor ControlLoopService: Service {
   /// `observers` follow each step; `trigger` (when meters feed the loop) wakes it early.
   public init(
     controller: Controller, io: any SiteIO, configuration: Configuration, logger: Logger,
-    overlays: [any SnapshotOverlay] = [], observers: [any StepObserver] = [], trigger: StepTrigger? = nil,
-    status: SiteStatus? = nil
+    overlays: [any SnapshotOverlay] = [], observers: [any StepObserver] = [],
+    actuators: [any DecisionActuator] = [], trigger: StepTrigger? = nil, status: SiteStatus? = nil
   ) {
+    self.actuators = actuators
     self.controller = controller
     self.io = io
     self.configuration = configuration
@@ -144,7 +146,7 @@ public actor ControlLoopService: Service {
       lastStep = clock.now
       await trigger.wait(until: lastStep.advanced(by: realPeriod))
       let earliest = lastStep.advanced(by: configuration.minimumStepGap)
-      if clock.now < earliest { try? await Task.sleep(until: earliest, clock: clock) }
+      if clock.now < earliest && !trigger.takeUrgent() { try? await Task.sleep(until: earliest, clock: clock) }
     }
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
   }
@@ -155,6 +157,9 @@ public actor ControlLoopService: Service {
     var snapshot = try await io.snapshot(periodSeconds: configuration.periodSeconds)
     for overlay in overlays { overlay.overlay(&snapshot) }
     let decisions = controller.step(snapshot)
+    // Wired outputs first (the transfer switch, the relays: local and fast), then the
+    // chargers.
+    for actuator in actuators { actuator.actuate(decisions, snapshot) }
     let applied = try await io.apply(decisions, periodSeconds: advancing ?? configuration.periodSeconds)
     steps += 1
     if !observers.isEmpty {
@@ -182,6 +187,7 @@ public actor ControlLoopService: Service {
     if d.transferSwitch != .hold && lastDecisions?.transferSwitch != d.transferSwitch {
       logger.notice("transfer switch command \(d.transferSwitch.rawValue)", metadata: when)
     }
+    logPhase(s, d, when)
     if let previous = lastDecisions, previous.shedNonCriticalLoads != d.shedNonCriticalLoads {
       logger.notice(
         d.shedNonCriticalLoads ? "shedding non-critical loads" : "restoring non-critical loads", metadata: when)
@@ -231,6 +237,44 @@ public actor ControlLoopService: Service {
     logger.debug(
       "step", metadata: ["mode": "\(d.mode.rawValue)", "setpoints_kw": "\(d.setpointsKW.map(rounded))"])
   }
+
+  /// The outage sequence's steps, each with how long the one before took and what the
+  /// configured timings make of the next.
+  private func logPhase(_ s: Snapshot, _ d: Decisions, _ when: Logger.Metadata) {
+    guard d.phase != phase.current else {
+      if d.phase == .islanded && d.restoredLoadGroups != phase.restored {
+        phase.restored = d.restoredLoadGroups
+        let kW = controller.site.restoredLoadKW(groups: d.restoredLoadGroups)
+        logger.notice(
+          "island carries \(d.restoredLoadGroups) of \(controller.site.sheddableLoads.count) shed groups",
+          metadata: when.merging(["restored_kw": "\(rounded(kW))"]) { a, _ in a })
+      }
+      return
+    }
+    let settings = controller.settings
+    var meta = when
+    if let since = phase.since { meta["after_s"] = "\(rounded(s.time - since))" }
+    meta["from"] = "\(phase.current?.rawValue ?? "start")"
+    switch d.phase {
+    case .transferring:
+      meta["confirm_within_s"] = "\(settings.transferConfirmSeconds)"
+    case .islanded:
+      meta["restore_step_s"] = "\(settings.loadRestoreStepSeconds)"
+      meta["restore_if_hours"] = "\(settings.loadRestoreHours)"
+    case .enterServiceWait:
+      meta["delay_s"] = "\(settings.enterServiceDelaySeconds)"
+    case .rampingUp:
+      meta["ramp_s"] = "\(settings.enterServiceRampSeconds)"
+    case .transferStuck:
+      meta["retry_s"] = "\(settings.transferRetrySeconds)"
+    case .normal, .blackout, .retransferring, .emergencyStop: break
+    }
+    let level: Logger.Level =
+      d.phase == .transferStuck || d.phase == .blackout || d.phase == .emergencyStop ? .error : .notice
+    logger.log(level: level, "outage sequence: \(d.phase.rawValue)", metadata: meta)
+    phase = (d.phase, s.time, d.restoredLoadGroups)
+  }
+  private var phase: (current: OutagePhase?, since: Double?, restored: Int) = (nil, nil, 0)
 
   private func rounded(_ v: Double) -> Double { (v * 10).rounded() / 10 }
 

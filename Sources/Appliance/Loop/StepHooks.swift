@@ -25,3 +25,10 @@ public struct StepRecord: Sendable {
   /// Counts steps, so that an older step is never published after a newer one.
   public var sequence: Int
 }
+
+/// Something that carries out part of each step's decisions on wired outputs (the transfer
+/// switch, the shed relays), before the chargers get their setpoints.
+public protocol DecisionActuator: Sendable {
+  /// Called on the control loop right after the controller decided; return quickly.
+  func actuate(_ decisions: Decisions, _ snapshot: Snapshot)
+}

@@ -6,15 +6,18 @@ import Synchronization
 public final class StepTrigger: Sendable {
   private struct State {
     var pending = false
+    var urgent = false
     var waiter: CheckedContinuation<Void, Never>?
   }
   private let state = Mutex(State())
 
   public init() {}
 
-  /// Safe from any thread (the MQTT network thread calls it).
-  public func signal() {
+  /// Safe from any thread (the MQTT network thread, GPIO readers). `urgent` (a utility
+  /// contact that dropped, an emergency stop): the loop steps without its minimum gap.
+  public func signal(urgent: Bool = false) {
     let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+      if urgent { s.urgent = true }
       if let w = s.waiter {
         s.waiter = nil
         return w
@@ -47,6 +50,23 @@ public final class StepTrigger: Sendable {
       group.cancelAll()
       releaseWaiter()
       return first
+    }
+  }
+
+  /// Whether any signal came since the last wait; clears it (for callers that step
+  /// time themselves, such as tests).
+  public func takePending() -> Bool {
+    state.withLock { s in
+      defer { s.pending = false }
+      return s.pending
+    }
+  }
+
+  /// Whether an urgent signal came since the last call; clears it.
+  public func takeUrgent() -> Bool {
+    state.withLock { s in
+      defer { s.urgent = false }
+      return s.urgent
     }
   }
 

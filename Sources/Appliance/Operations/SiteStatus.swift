@@ -92,6 +92,13 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
       changes += Self.set(
         &s, "blackout", .critical, "utility lost and no vehicle can carry the building",
         active: step.decisions.mode == .blackout, at: step.wallTime)
+      changes += Self.set(
+        &s, "transfer-switch-stuck", .critical,
+        "the transfer switch did not confirm the commanded transfer; chargers off while it is between sources",
+        active: step.decisions.phase == .transferStuck, at: step.wallTime)
+      changes += Self.set(
+        &s, "emergency-stop", .critical, "emergency stop pressed: every charger off, the switch left where it is",
+        active: step.snapshot.emergencyStop, at: step.wallTime)
       if s.siteIOFailing {
         s.siteIOFailing = false
         changes += Self.set(&s, "site-io", .critical, "", active: false, at: step.wallTime)

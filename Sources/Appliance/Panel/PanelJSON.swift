@@ -32,6 +32,11 @@ enum PanelJSON {
       "utility_available": s.utilityAvailable,
       "transfer_switch": s.transferSwitch.rawValue,
       "loads_shed": d.shedNonCriticalLoads,
+      "outage_phase": d.phase.rawValue,
+      "load_groups": site.sheddableLoads.enumerated().map { i, g -> [String: Any] in
+        ["id": g.id, "priority": g.priority, "kw": g.kW, "on": !d.shedNonCriticalLoads || i < d.restoredLoadGroups]
+      },
+      "emergency_stop": s.emergencyStop,
       "v2x_paused": view.overrides.dischargePaused,
       "island_test": view.overrides.islandTest.rawValue,
       "inputs_fresh": s.inputsFresh,

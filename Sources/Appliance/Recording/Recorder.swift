@@ -46,6 +46,8 @@ public final class Recorder: StepObserver {
     var switchCommand: TransferSwitchCommand = .hold
     var utility: Bool?
     var shed: Bool?
+    var phase: (OutagePhase, Double)?
+    var restoredGroups = 0
     var inputsFresh: Bool?
     var knownEvents: Set<String> = []
     var activeEvents: [String: (start: Date, gridSum: Double, steps: Int)] = [:]
@@ -154,6 +156,32 @@ public final class Recorder: StepObserver {
         event(d.shedNonCriticalLoads ? "loads_shed" : "loads_restored", [])
       }
       s.shed = d.shedNonCriticalLoads
+    }
+    // The outage sequence, each step with how long the one before lasted.
+    if s.phase?.0 != d.phase {
+      if let (from, since) = s.phase {
+        event(
+          "outage_phase",
+          [
+            ("from", RecordJSON.string(from.rawValue)), ("to", RecordJSON.string(d.phase.rawValue)),
+            ("after_s", n(snap.time - since, 1)),
+          ])
+      }
+      s.phase = (d.phase, snap.time)
+    }
+    if s.restoredGroups != d.restoredLoadGroups {
+      event(
+        "load_groups_restored",
+        [
+          ("groups", n(Double(d.restoredLoadGroups), 0)),
+          (
+            "ids",
+            "["
+              + site.sheddableLoads.prefix(d.restoredLoadGroups).map { RecordJSON.string($0.id) }.joined(separator: ",")
+              + "]"
+          ),
+        ])
+      s.restoredGroups = d.restoredLoadGroups
     }
     if s.inputsFresh != snap.inputsFresh {
       if s.inputsFresh != nil || !snap.inputsFresh {

@@ -1,0 +1,30 @@
+/// IEEE 1547-2018 enter service: after the utility comes back (or the appliance starts, or
+/// an emergency stop is released), no export for the delay, then discharge rises linearly
+/// from nothing to full over the ramp. The controller plans with it and the safety filter
+/// enforces it, each from its own view of the utility.
+public struct EnterService: Sendable, Hashable {
+  public var delaySeconds: Double
+  public var rampSeconds: Double
+
+  public init(delaySeconds: Double, rampSeconds: Double) {
+    self.delaySeconds = delaySeconds
+    self.rampSeconds = rampSeconds
+  }
+
+  /// The share of each charger's discharge rating allowed onto the grid at `time`.
+  /// - Parameters:
+  ///   - availableSince: when the utility came back (nil: it is not there).
+  ///   - restartedAt: a later restart of service (the release of an emergency stop).
+  public func dischargeShare(at time: Double, availableSince: Double?, restartedAt: Double?) -> Double {
+    guard let since = availableSince else { return 0 }
+    let start = max(since, restartedAt ?? since) + delaySeconds
+    guard time >= start else { return 0 }
+    guard rampSeconds > 0 else { return 1 }
+    return min(1, (time - start) / rampSeconds)
+  }
+
+  /// The moment the ramp is complete, for logs.
+  public func fullServiceAt(availableSince: Double, restartedAt: Double?) -> Double {
+    max(availableSince, restartedAt ?? availableSince) + delaySeconds + rampSeconds
+  }
+}

@@ -84,7 +84,8 @@ public protocol GPIOOutput: AnyObject, Sendable {
   var description: String { get }
   /// Sets the logical level (true: active).
   func write(_ active: Bool) throws(GPIOError)
-  /// Releases the line: the kernel leaves the pin at its last level.
+  /// Releases the line. The kernel does not promise to hold its level after that (it may
+  /// go back to its default), so relays must be wired to be safe when not driven.
   func close()
 }
 

@@ -6,14 +6,17 @@ import Synchronization
 /// device where the appliance can tell: a line is held by one request at a time, edges
 /// carry timestamps, and closed lines refuse work.
 ///
-/// Time is the process's monotonic clock unless `manualClock` is set: then tests move time
-/// with `advance`, and edges are stamped with it.
+/// Time is the process's monotonic clock (times `timeScale`, so that a simulated building
+/// running faster than real time has pins that keep its pace) unless `manualClock` is set:
+/// then tests move time with `advance`, and edges are stamped with it.
 public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
   // @unchecked: every field below is guarded by `condition`'s lock, which also wakes
   // waiting readers; NSCondition is not marked Sendable.
   private let condition = NSCondition()
   private var chipTable: [SimChip]
   private var manualNow: UInt64?
+  private let timeScale: Double
+  private let startedAt: UInt64
   /// Every output write as (chip, offset, logical level, time), oldest first.
   private var writes: [OutputWrite] = []
 
@@ -53,16 +56,26 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
   public let name = "simulated"
 
   /// `chips`: name, label and line names (nil for an unnamed line) of each chip.
-  public init(chips: [(name: String, label: String, lines: [String?])], manualClock: Bool = false) {
+  public init(
+    chips: [(name: String, label: String, lines: [String?])], manualClock: Bool = false, timeScale: Double = 1
+  ) {
     chipTable = chips.map { c in SimChip(name: c.name, label: c.label, lines: c.lines.map { SimLine(name: $0) }) }
     manualNow = manualClock ? 1_000_000_000 : nil
+    self.timeScale = timeScale > 0 ? timeScale : 1
+    startedAt = Self.monotonic()
   }
 
   /// A Raspberry Pi 4's header chip: gpiochip0, "pinctrl-bcm2711", lines GPIO0…GPIO57.
-  public static func raspberryPi(manualClock: Bool = false) -> SimulatedGPIO {
+  public static func raspberryPi(manualClock: Bool = false, timeScale: Double = 1) -> SimulatedGPIO {
     SimulatedGPIO(
       chips: [(name: "gpiochip0", label: "pinctrl-bcm2711", lines: (0..<58).map { "GPIO\($0)" })],
-      manualClock: manualClock)
+      manualClock: manualClock, timeScale: timeScale)
+  }
+
+  private static func monotonic() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
   }
 
   // MARK: - Driving it (tests, demo)
@@ -142,9 +155,9 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
 
   private func nowLocked() -> UInt64 {
     if let manualNow { return manualNow }
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    let real = Self.monotonic()
+    guard timeScale != 1 else { return real }
+    return startedAt + UInt64(Double(real - startedAt) * timeScale)
   }
 
   public func chips() throws(GPIOError) -> [ChipInfo] {
@@ -279,7 +292,8 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
     func waitForEdges(timeoutNanoseconds: UInt64) throws(GPIOError) -> [LineEdge] {
       gpio.condition.lock()
       defer { gpio.condition.unlock() }
-      let deadline = Date().addingTimeInterval(Double(timeoutNanoseconds) / 1e9)
+      // The timeout is on the backend's (possibly faster) clock.
+      let deadline = Date().addingTimeInterval(Double(timeoutNanoseconds) / 1e9 / gpio.timeScale)
       while try held().pending.isEmpty {
         if !gpio.condition.wait(until: deadline) { break }
       }

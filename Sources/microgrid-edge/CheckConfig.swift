@@ -36,7 +36,15 @@ struct CheckConfig: ParsableCommand {
       print(
         "  plant: simulated, following \(scenario.name) from minute \(c.plant.startMinute ?? 0) at \(c.plant.speed ?? 1)x"
       )
-      print("  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s")
+      print(
+        "  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s, ramp \(Int(c.control.enterServiceRampSeconds)) s"
+      )
+      if let gpio = c.gpio {
+        let pins = gpio.pins
+        print(
+          "  gpio: \(gpio.backend.rawValue), \(pins.filter { !$0.output }.count) inputs, \(pins.filter(\.output).count) outputs, \(gpio.loadShed.count) shed groups (check the wiring with gpio-check)"
+        )
+      }
       if let store = c.store {
         print(
           "  records: \(store.path), budget \(Int(store.budgetMB)) MiB, telemetry every \(store.telemetryEverySeconds) s, uploaded records kept \(store.retentionDays) days"

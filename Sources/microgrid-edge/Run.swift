@@ -3,6 +3,7 @@ import ArgumentParser
 import CentralUpload
 import Control
 import Foundation
+import GPIO
 import Logging
 import ServiceLifecycle
 import SiteModel
@@ -74,7 +75,7 @@ struct Run: AsyncParsableCommand {
 
     // Meters (over MQTT) feed the loop and wake it; staff's instructions and the alarms
     // live in the site status; the panel service is the appliance on the broker.
-    let trigger = configuration.meters.isEmpty ? nil : StepTrigger()
+    let trigger = configuration.meters.isEmpty && configuration.gpio == nil ? nil : StepTrigger()
     let meters = configuration.meters.isEmpty ? nil : MeterInputs(meters: configuration.meters, trigger: trigger)
     let scenarioSite = SimulatedSiteIO(scenario: scenario, startMinute: firstMinute, meteredBuilding: meters)
     // Records: the outbox in SQLite and the upload to the central program.
@@ -95,13 +96,42 @@ struct Run: AsyncParsableCommand {
         try exitOnInputError { throw InputError(source: config, field: "mqtt", message: "\(error)") }
       }
     }
-    let overlays: [any SnapshotOverlay] = (meters.map { [$0] } ?? []) + [status]
+    // Wired signals: the transfer switch, the emergency stop, the pulse meter, the relays.
+    var wiring: [any SnapshotOverlay] = []
+    var field: FieldIO?
+    if let gpio = configuration.gpio {
+      let backend = gpio.makeBackend(simulatedSpeed: loop.speed)
+      if let simulated = backend as? SimulatedGPIO {
+        wiring.append(SimulatedWiring(gpio: simulated, section: gpio))
+      }
+      do {
+        field = try FieldIO(
+          section: gpio, backend: backend, site: configuration.site, trigger: trigger, status: status, logger: logger)
+      } catch {
+        try exitOnInputError { throw InputError(source: config, field: error.key, message: "\(error.error)") }
+      }
+      wiring.append(field!)
+      field!.start()
+      let c = configuration.control
+      logger.info(
+        "outage sequence timings",
+        metadata: [
+          "utility_debounce_ms":
+            "\(gpio.inputs.utilityAvailable?.debounceMs ?? FieldIO.defaultDebounceMs(.utilityAvailable))",
+          "transfer_confirm_s": "\(c.transferConfirmSeconds)", "transfer_retry_s": "\(c.transferRetrySeconds)",
+          "load_restore_step_s": "\(c.loadRestoreStepSeconds)", "load_restore_hours": "\(c.loadRestoreHours)",
+          "enter_service_delay_s": "\(c.enterServiceDelaySeconds)",
+          "enter_service_ramp_s": "\(c.enterServiceRampSeconds)",
+          "shed_groups": "\(configuration.site.sheddableLoads.map(\.id))",
+        ])
+    }
+    let overlays: [any SnapshotOverlay] = (meters.map { [$0] } ?? []) + wiring + [status]
     let observers: [any StepObserver] =
       [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? [])
     let service = ControlLoopService(
       controller: Controller(site: configuration.site, settings: configuration.control), io: scenarioSite,
-      configuration: loop, logger: logger, overlays: overlays, observers: observers, trigger: trigger,
-      status: status)
+      configuration: loop, logger: logger, overlays: overlays, observers: observers,
+      actuators: field.map { [$0] } ?? [], trigger: trigger, status: status)
     logger.info(
       "microgrid-edge \(MicrogridEdge.configuration.version) starting",
       metadata: [
@@ -128,6 +158,7 @@ struct Run: AsyncParsableCommand {
         services: services,
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
+    field?.stop()
     recording?.outbox.store?.close()
     let violations = await scenarioSite.violations
     let steps = await service.steps

@@ -296,3 +296,15 @@ public struct GPIOSection: Codable, Sendable, Hashable {
     return self
   }
 }
+
+extension GPIOSection {
+  /// The backend this section names. `devicePrefix`: where libgpiod looks for
+  /// `gpiochip*` (tests point it elsewhere); `simulatedSpeed`: simulated pins keep the pace
+  /// of a simulated building run faster than real time.
+  public func makeBackend(devicePrefix: String = "/dev", simulatedSpeed: Double = 1) -> any GPIOBackend {
+    switch backend {
+    case .libgpiod: LibgpiodBackend(devicePrefix: devicePrefix)
+    case .simulated: SimulatedGPIO.raspberryPi(timeScale: simulatedSpeed)
+    }
+  }
+}

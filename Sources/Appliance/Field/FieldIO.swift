@@ -60,7 +60,7 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
 
   /// Default debounce by signal: contacts bounce for a few milliseconds; an emergency stop
   /// acts on its first edge.
-  static func defaultDebounceMs(_ signal: Signal) -> Double {
+  public static func defaultDebounceMs(_ signal: Signal) -> Double {
     switch signal {
     case .emergencyStop, .pulseMeter: 0
     case .utilityAvailable, .switchAtUtility, .switchAtIsland: 20
@@ -173,8 +173,9 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
       ])
   }
 
-  /// Stops the readers (within one wait, 100 ms) and releases every line. The outputs
-  /// keep their last level: a planned stop must not drop the building off its island.
+  /// Stops the readers (within one wait, 100 ms) and releases every line. Released outputs
+  /// (as at any process exit) may fall back to their defaults: the relays and the transfer
+  /// command are wired to be safe undriven (docs/outage-sequence.md).
   public func stop() {
     stopping.store(true, ordering: .relaxed)
     Thread.sleep(forTimeInterval: 0.15)

@@ -145,7 +145,8 @@ public actor ControlLoopService: Service {
       }
       lastStep = clock.now
       await trigger.wait(until: lastStep.advanced(by: realPeriod))
-      let earliest = lastStep.advanced(by: configuration.minimumStepGap)
+      // Never more than one step per period, even when sped up.
+      let earliest = lastStep.advanced(by: min(configuration.minimumStepGap, realPeriod))
       if clock.now < earliest && !trigger.takeUrgent() { try? await Task.sleep(until: earliest, clock: clock) }
     }
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])

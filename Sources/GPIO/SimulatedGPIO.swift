@@ -85,7 +85,8 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
   public func drive(chip: String, offset: Int, high: Bool, at: UInt64? = nil) {
     condition.lock()
     defer { condition.unlock() }
-    guard let c = chipTable.firstIndex(where: { $0.name == chip }), offset < chipTable[c].lines.count else { return }
+    guard let c = chipTable.firstIndex(where: { $0.name == chip }), offset >= 0, offset < chipTable[c].lines.count
+    else { return }
     let stamp = at ?? nowLocked()
     if chipTable[c].lines[offset].high != high {
       chipTable[c].lines[offset].high = high

@@ -125,6 +125,10 @@ struct Run: AsyncParsableCommand {
           "shed_groups": "\(configuration.site.sheddableLoads.map(\.id))",
         ])
     }
+    // The utility's voltage and frequency, when they decide (or help decide) its presence.
+    if let utility = configuration.utility, utility.detect != .contact, let meters {
+      wiring.append(UtilitySense(section: utility, meters: meters))
+    }
     let overlays: [any SnapshotOverlay] = (meters.map { [$0] } ?? []) + wiring + [status]
     let observers: [any StepObserver] =
       [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? [])

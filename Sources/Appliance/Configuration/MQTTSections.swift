@@ -191,12 +191,22 @@ public struct MeterSpec: Codable, Sendable, Hashable {
     case gridImport = "grid_import"
     /// The building without the chargers.
     case buildingLoad = "building_load"
+    /// The utility's voltage at the service (one meter per phase), for detecting a loss and
+    /// its return (`utility:` section).
+    case utilityVoltage = "utility_voltage"
+    /// The utility's frequency.
+    case utilityFrequency = "utility_frequency"
+
+    /// A power role: its readings add up to the building's load.
+    public var isPower: Bool { self == .gridImport || self == .buildingLoad }
   }
   public enum Unit: String, Codable, Sendable, CaseIterable {
     case watt = "W"
     case kilowatt = "kW"
     /// An energy register: power is its rate of change.
     case kilowattHour = "kWh"
+    case volt = "V"
+    case hertz = "Hz"
   }
 
   public var id: String
@@ -263,6 +273,15 @@ public struct MeterSpec: Codable, Sendable, Hashable {
         throw fail("value", "'\(path)' is not a JSON path like $.power or $.channels[0].w")
       }
       guard m.scale.isFinite, m.scale != 0 else { throw fail("scale", "must be a number other than 0") }
+      let units: [Unit] =
+        switch m.role {
+        case .gridImport, .buildingLoad: [.watt, .kilowatt, .kilowattHour]
+        case .utilityVoltage: [.volt]
+        case .utilityFrequency: [.hertz]
+        }
+      guard units.contains(m.unit) else {
+        throw fail("unit", "a \(m.role.rawValue) meter reads in \(units.map(\.rawValue).joined(separator: ", "))")
+      }
       guard m.staleAfterSeconds >= 0.5 && m.staleAfterSeconds <= 3600 else {
         throw fail("stale_after_seconds", "must be 0.5 to 3600")
       }

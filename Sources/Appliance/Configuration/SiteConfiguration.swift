@@ -22,6 +22,8 @@ public struct SiteConfiguration: Sendable {
   /// Transfer switch, emergency stop, pulse meter and shed relays over GPIO (nil: the
   /// plant supplies them).
   public var gpio: GPIOSection?
+  /// How the utility's presence is known (nil: from the contact, or the simulated plant).
+  public var utility: UtilitySection?
   /// The file it came from.
   public var source: String
 
@@ -98,9 +100,10 @@ struct ConfigurationFileImage: Codable {
   var store: StoreSection?
   var central: CentralSection?
   var gpio: GPIOSection?
+  var utility: UtilitySection?
 
   enum CodingKeys: String, CodingKey {
-    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio
+    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio, utility
     case demandIntervalMinutes = "demand_interval_minutes"
   }
 }
@@ -172,6 +175,28 @@ public enum SiteConfigurationFile {
     configuration.mqtt = mqtt
     configuration.meters = meters
     configuration.gpio = gpio
+    if let utility = image.utility {
+      if utility.detect != .contact {
+        guard (utility.nominalVolts ?? 0) > 0 else {
+          throw document.error(
+            at: ["utility", "nominal_volts"], "needed to judge voltages: the meters' nominal, e.g. 277")
+        }
+        guard meters.contains(where: { $0.role == .utilityVoltage }) else {
+          throw document.error(
+            at: ["utility", "detect"],
+            "'\(utility.detect.rawValue)' needs a meter with role utility_voltage under meters:")
+        }
+      }
+      for (key, value) in [
+        ("trip_voltage_pu", utility.tripVoltagePU), ("trip_hz", utility.tripHz),
+        ("enter_service_voltage_pu", utility.enterServiceVoltagePU), ("enter_service_hz", utility.enterServiceHz),
+      ] {
+        if let r = value, !(r.count == 2 && r[0] < r[1] && r.allSatisfy { $0 > 0 }) {
+          throw document.error(at: ["utility", key], "must be [low, high], both above 0")
+        }
+      }
+      configuration.utility = utility
+    }
     if gpio?.pulseMeter != nil && meters.contains(where: { $0.role == .gridImport }) {
       throw document.error(
         at: ["gpio", "pulse_meter"], "the utility meter is read twice: drop the pulse meter or the grid_import meter")

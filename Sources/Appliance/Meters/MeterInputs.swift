@@ -14,7 +14,8 @@ public final class MeterInputs: SnapshotOverlay {
   private let trigger: StepTrigger?
 
   struct Reading {
-    var kW: Double?
+    /// kW for power meters, volts or hertz for the utility's.
+    var value: Double?
     var at: ContinuousClock.Instant?
     /// The last energy register value and when it came, for `kWh` meters.
     var register: (kWh: Double, at: ContinuousClock.Instant)?
@@ -25,7 +26,10 @@ public final class MeterInputs: SnapshotOverlay {
     public var id: String
     public var role: MeterSpec.Role
     public var topic: String
-    public var kW: Double?
+    /// The reading in its unit: kW for power meters, V or Hz for the utility's.
+    public var value: Double?
+    /// The reading of a power meter, kW (nil for voltage and frequency).
+    public var kW: Double? { role.isPower ? value : nil }
     /// Seconds since its last usable reading; nil if none yet.
     public var ageSeconds: Double?
     public var stale: Bool
@@ -77,7 +81,13 @@ public final class MeterInputs: SnapshotOverlay {
           let kW = meter.unit == .watt ? value / 1000 : value
           // No building draws a terawatt: a reading this far out is a broken gateway.
           guard abs(kW) < 1e6 else { return "\(kW) kW is not a plausible reading" }
-          r.kW = kW
+          r.value = kW
+          r.at = now
+        case .volt, .hertz:
+          guard value >= 0 && value < (meter.unit == .volt ? 1e6 : 1000) else {
+            return "\(value) \(meter.unit.rawValue) is not a plausible reading"
+          }
+          r.value = value
           r.at = now
         case .kilowattHour:
           if let last = r.register {
@@ -88,7 +98,7 @@ public final class MeterInputs: SnapshotOverlay {
             // Registers tick in whole steps; rate over at least 0.5 s so one tick between two
             // close messages does not read as a megawatt.
             if seconds >= 0.5 {
-              r.kW = (value - last.kWh) / (seconds / 3600)
+              r.value = (value - last.kWh) / (seconds / 3600)
               r.at = now
               r.register = (value, now)
             }
@@ -145,8 +155,8 @@ public final class MeterInputs: SnapshotOverlay {
         let m = meters[i]
         let age = readings[i].at.map { Self.seconds(now - $0) }
         return Status(
-          id: m.id, role: m.role, topic: m.topic, kW: readings[i].kW, ageSeconds: age,
-          stale: readings[i].kW == nil || (age ?? .infinity) > m.staleAfterSeconds,
+          id: m.id, role: m.role, topic: m.topic, value: readings[i].value, ageSeconds: age,
+          stale: readings[i].value == nil || (age ?? .infinity) > m.staleAfterSeconds,
           staleAfterSeconds: m.staleAfterSeconds)
       }
     }
@@ -177,7 +187,7 @@ public final class MeterInputs: SnapshotOverlay {
     var building = 0.0
     var anyReading = false
     var anyGrid = false
-    for status in all {
+    for status in all where status.role.isPower {
       guard let kW = status.kW else { continue }
       building += kW
       anyReading = true

@@ -45,6 +45,7 @@ enum PanelJSON {
     body["meters"] = (meters ?? []).map { m -> [String: Any] in
       [
         "id": m.id, "role": m.role.rawValue, "kw": m.kW.map { round($0) as Any } ?? NSNull(),
+        "value": m.value.map { round($0) as Any } ?? NSNull(),
         "age_s": m.ageSeconds.map { (($0 * 10).rounded() / 10) as Any } ?? NSNull(), "stale": m.stale,
       ]
     }

@@ -87,8 +87,12 @@ public struct Controller: SitePolicy {
           mayDischarge: grid.utilityStable(at: s.time, delay: settings.enterServiceDelaySeconds)
             && !s.utilityLossPending)
         : safeState(s)
+      if s.transferSwitch == .utility, let last = sequence.lastPosition, last != .utility {
+        sequence.reclosedAt = s.time
+      }
       let share = enterService.dischargeShare(
-        at: s.time, availableSince: grid.utilityBackSince, restartedAt: sequence.emergencyStopReleasedAt)
+        at: s.time, availableSince: grid.utilityBackSince, restartedAt: sequence.emergencyStopReleasedAt,
+        reclosedAt: sequence.reclosedAt)
       for i in d.setpointsKW.indices where i < site.chargers.count {
         d.setpointsKW[i] = max(d.setpointsKW[i], -site.chargers[i].maxDischargeKW * share)
       }
@@ -103,6 +107,7 @@ public struct Controller: SitePolicy {
       d.mode = gridOut.mode
     }
     sequenceStep(s, &d)
+    sequence.lastPosition = s.transferSwitch
     return safety.filter(d, s, memory: &safetyMemory)
   }
 
@@ -124,6 +129,9 @@ public struct Controller: SitePolicy {
     public var restoredChangedAt: Double = 0
     public var emergencyStopActive = false
     public var emergencyStopReleasedAt: Double?
+    /// When the switch last closed back onto the utility, and where it was before.
+    public var reclosedAt: Double?
+    public var lastPosition: TransferSwitchPosition?
     public init() {}
   }
 
@@ -217,7 +225,8 @@ public struct Controller: SitePolicy {
     switch grid.state {
     case .connected:
       let share = enterService.dischargeShare(
-        at: s.time, availableSince: grid.utilityBackSince, restartedAt: sequence.emergencyStopReleasedAt)
+        at: s.time, availableSince: grid.utilityBackSince, restartedAt: sequence.emergencyStopReleasedAt,
+        reclosedAt: sequence.reclosedAt)
       if share <= 0 { return .enterServiceWait }
       return share < 1 ? .rampingUp : .normal
     case .islanded:

@@ -14,10 +14,15 @@ public struct EnterService: Sendable, Hashable {
   /// The share of each charger's discharge rating allowed onto the grid at `time`.
   /// - Parameters:
   ///   - availableSince: when the utility came back (nil: it is not there).
-  ///   - restartedAt: a later restart of service (the release of an emergency stop).
-  public func dischargeShare(at time: Double, availableSince: Double?, restartedAt: Double?) -> Double {
+  ///   - restartedAt: a later restart of service (the release of an emergency stop): the
+  ///     delay runs again from then.
+  ///   - reclosedAt: when the transfer switch last closed back onto the utility (after an
+  ///     outage's delay, or an island test): the ramp runs again from then.
+  public func dischargeShare(
+    at time: Double, availableSince: Double?, restartedAt: Double?, reclosedAt: Double? = nil
+  ) -> Double {
     guard let since = availableSince else { return 0 }
-    let start = max(since, restartedAt ?? since) + delaySeconds
+    let start = max(max(since, restartedAt ?? since) + delaySeconds, reclosedAt ?? -.infinity)
     guard time >= start else { return 0 }
     guard rampSeconds > 0 else { return 1 }
     return min(1, (time - start) / rampSeconds)

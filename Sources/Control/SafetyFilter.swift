@@ -33,6 +33,9 @@ public struct SafetyFilter: Sendable {
     /// When the last emergency stop was released: service starts over from then.
     public var emergencyStopReleasedAt: Double?
     public var emergencyStopActive = false
+    /// When the switch last closed back onto the utility (the ramp starts over).
+    public var reclosedAt: Double?
+    public var lastPosition: TransferSwitchPosition?
     public init() {}
   }
 
@@ -64,6 +67,8 @@ public struct SafetyFilter: Sendable {
       memory.utilityAvailableSince.map { s.time - $0 >= enterServiceDelaySeconds } ?? false
     if memory.emergencyStopActive && !s.emergencyStop { memory.emergencyStopReleasedAt = s.time }
     memory.emergencyStopActive = s.emergencyStop
+    if s.transferSwitch == .utility, let last = memory.lastPosition, last != .utility { memory.reclosedAt = s.time }
+    memory.lastPosition = s.transferSwitch
 
     // Shape: one setpoint per charger.
     let n = site.chargers.count
@@ -116,7 +121,8 @@ public struct SafetyFilter: Sendable {
       d.gridFormingCharger = nil
     }
     let rampShare = enterService.dischargeShare(
-      at: s.time, availableSince: memory.utilityAvailableSince, restartedAt: memory.emergencyStopReleasedAt)
+      at: s.time, availableSince: memory.utilityAvailableSince, restartedAt: memory.emergencyStopReleasedAt,
+      reclosedAt: memory.reclosedAt)
     let mayDischargeOnGrid =
       onGrid && utilityStable && s.inputsFresh && !s.dischargePaused && !s.utilityLossPending
     let eventActive = s.events.contains { $0.isActive(at: s.time) }

@@ -81,8 +81,9 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
   // MARK: - Driving it (tests, demo)
 
   /// Sets an input's electrical level; an edge is queued for its reader when it changes.
-  /// `at`: the edge's timestamp (default: now).
-  public func drive(chip: String, offset: Int, high: Bool, at: UInt64? = nil) {
+  /// `at`: the edge's timestamp (default: now). `losingEdge`: the level changes but the
+  /// event is lost, as when the kernel's 16-event queue overflows.
+  public func drive(chip: String, offset: Int, high: Bool, at: UInt64? = nil, losingEdge: Bool = false) {
     condition.lock()
     defer { condition.unlock() }
     guard let c = chipTable.firstIndex(where: { $0.name == chip }), offset >= 0, offset < chipTable[c].lines.count
@@ -90,7 +91,7 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
     let stamp = at ?? nowLocked()
     if chipTable[c].lines[offset].high != high {
       chipTable[c].lines[offset].high = high
-      if chipTable[c].lines[offset].holder?.edges == true {
+      if chipTable[c].lines[offset].holder?.edges == true && !losingEdge {
         chipTable[c].lines[offset].pending.append((high, stamp))
       }
       condition.broadcast()
@@ -98,9 +99,9 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
   }
 
   /// Sets an input by its line name.
-  public func drive(line name: String, high: Bool, at: UInt64? = nil) {
+  public func drive(line name: String, high: Bool, at: UInt64? = nil, losingEdge: Bool = false) {
     guard let (chip, offset) = locate(name) else { return }
-    drive(chip: chip, offset: offset, high: high, at: at)
+    drive(chip: chip, offset: offset, high: high, at: at, losingEdge: losingEdge)
   }
 
   /// The electrical level of a line (an output's as last written).

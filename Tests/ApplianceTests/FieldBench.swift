@@ -55,6 +55,7 @@ final class FieldBench {
   var switchStuck = false
   var switchTransferSeconds = 0.15
   var emergencyStop = false
+  var islandTest = false
   var buildingKW = 120.0
   var vehicles: [PluggedVehicle?]
   /// Scheduled changes: (time, what).
@@ -64,6 +65,8 @@ final class FieldBench {
     case utility(Bool)
     case emergencyStop(Bool)
     case switchStuck(Bool)
+    /// Staff start (true) or end an island test on the panel.
+    case islandTest(Bool)
     /// The utility contact drops for 6 ms while the utility stays (contact bounce).
     case contactGlitch
     /// The contact shows the utility's truth again.
@@ -144,6 +147,8 @@ final class FieldBench {
         gpio.drive(line: "GPIO24", high: !pressed, at: start + UInt64(item.at * 1e9))
       case .switchStuck(let stuck):
         switchStuck = stuck
+      case .islandTest(let on):
+        islandTest = on
       case .contactGlitch:
         if utility {
           gpio.drive(line: "GPIO17", high: false, at: start + UInt64(item.at * 1e9))
@@ -196,6 +201,7 @@ final class FieldBench {
     var s = Snapshot(
       time: t, localTime: Self.base + t, periodSeconds: 1,
       buildingDemandKW: buildingKW, chargers: vehicles.map { ChargerReading(vehicle: $0) })
+    s.islandTestRequested = islandTest
     field.overlay(&s)
     let d = controller.step(s)
     field.actuate(d, s)

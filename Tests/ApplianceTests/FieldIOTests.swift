@@ -129,4 +129,34 @@ struct FieldIOTests {
     field.overlay(&s)
     #expect(!s.emergencyStop)
   }
+
+  @Test("reader threads: an edge wakes the loop; a lost edge is found by reading the line")
+  func readerThreads() async throws {
+    let gpio = SimulatedGPIO.raspberryPi()
+    var pins = GPIOSection(backend: .simulated, chip: "gpiochip0")
+    pins.inputs.utilityAvailable = .init(line: .name("GPIO17"), debounceMs: 20)
+    gpio.drive(line: "GPIO17", high: true)
+    let trigger = StepTrigger()
+    let field = try FieldIO(
+      section: pins, backend: gpio, site: FieldBench.site(), trigger: trigger, logger: Self.quiet)
+    field.start()
+    defer { field.stop() }
+    _ = trigger.takePending()
+    gpio.drive(line: "GPIO17", high: false)
+    let woke = await trigger.wait(until: .now + .seconds(2))
+    #expect(woke, "the drop did not wake the loop")
+    var s = snapshot()
+    field.overlay(&s)
+    #expect(s.utilityLossPending || !s.utilityAvailable)
+    // The return's event is lost (a full kernel queue): the reader finds the level itself.
+    gpio.drive(line: "GPIO17", high: true, losingEdge: true)
+    let deadline = ContinuousClock.now + .seconds(3)
+    repeat {
+      try await Task.sleep(for: .milliseconds(20))
+      s = snapshot()
+      s.utilityAvailable = false
+      field.overlay(&s)
+    } while !s.utilityAvailable && ContinuousClock.now < deadline
+    #expect(s.utilityAvailable, "the lost return was never noticed")
+  }
 }

@@ -142,6 +142,27 @@ struct OutageSequenceTests {
     #expect(bench.last.position == .utility)
   }
 
+  @Test("an island test from the panel runs the same sequence with the utility there, and exports nothing")
+  func islandTest() throws {
+    let bench = try FieldBench(energies: [140, 140])
+    bench.at(900, .islandTest(true))
+    bench.at(1500, .islandTest(false))
+    bench.run(until: 2200)
+    #expect(bench.breaches.isEmpty, "\(bench.breaches.prefix(3))")
+    let command = try #require(bench.steps.first { $0.islandCommand })
+    #expect(command.time >= 900 && command.time <= 901)
+    #expect(command.decisions.setpointsKW.allSatisfy { $0 == 0 }, "chargers ran with the switch still closed")
+    let formed = try #require(bench.steps.first { $0.decisions.gridFormingCharger != nil })
+    #expect(formed.position == .island && formed.decisions.phase == .islanded)
+    #expect(
+      bench.steps.contains { $0.time < 1500 && $0.decisions.restoredLoadGroups == 3 }, "groups came back in the test")
+    // The test ends: back to the utility (stable all along) at once, then the ramp.
+    let back = try #require(bench.steps.first { $0.time >= 1500 && !$0.islandCommand })
+    #expect(back.time < 1502, "re-transfer at \(back.time)")
+    #expect(bench.steps.contains { $0.time > 1500 && $0.decisions.phase == .rampingUp })
+    #expect(bench.last.position == .utility)
+  }
+
   @Test("random edge sequences never break the interlocks", arguments: 0..<8)
   func randomized(batch: Int) throws {
     var settings = ControlSettings()
@@ -162,10 +183,11 @@ struct OutageSequenceTests {
       var utility = true
       var stop = false
       var stuck = false
+      var test = false
       while t < 240 {
         // Real changes last longer than the 20 ms debounce; shorter ones are chatter below.
         t += Double.random(in: 0.03...20, using: &rng)
-        switch Int.random(in: 0..<10, using: &rng) {
+        switch Int.random(in: 0..<11, using: &rng) {
         case 0..<6:
           utility.toggle()
           bench.at(t, .utility(utility))
@@ -175,6 +197,9 @@ struct OutageSequenceTests {
         case 7:
           stuck.toggle()
           bench.at(t, .switchStuck(stuck))
+        case 8:
+          test.toggle()
+          bench.at(t, .islandTest(test))
         default:
           // Contact chatter: a burst of drops shorter than the debounce (the utility
           // itself stays as it was).

@@ -36,13 +36,13 @@ import Testing
     let spellings = ["gpiochip0": "gpiochip0", "0": "gpiochip0", "\(dev.path)/gpiochip7": "gpiochip7"]
     for (chip, file) in spellings {
       let request = LineRequest(chip: chip, line: .offset(17))
-      let input = try #require(failure { try backend.requestInput(request, edges: true) })
+      let input = try #require(gpioFailure { try backend.requestInput(request, edges: true) })
       #expect(input.kind == .noChip)
       #expect(input.errno == ENOENT)
       #expect(input.description.contains("\(dev.path)/\(file) does not exist"))
       #expect(input.description.contains("no gpiochip devices in \(dev.path)"))
 
-      let output = try #require(failure { try backend.requestOutput(request, initial: false) })
+      let output = try #require(gpioFailure { try backend.requestOutput(request, initial: false) })
       #expect(output.kind == .noChip)
       #expect(output.description.contains("\(dev.path)/\(file)"))
     }
@@ -53,7 +53,7 @@ import Testing
     defer { dev.remove() }
     let request = LineRequest(chip: "pinctrl-bcm2711", line: .offset(17))
     let backend = LibgpiodBackend(devicePrefix: dev.path)
-    let error = try #require(failure { try backend.requestInput(request, edges: false) })
+    let error = try #require(gpioFailure { try backend.requestInput(request, edges: false) })
     #expect(error.kind == .noChip)
     #expect(error.description.contains("chip labelled \"pinctrl-bcm2711\""))
   }
@@ -63,7 +63,7 @@ import Testing
     defer { dev.remove() }
     let request = LineRequest(chip: nil, line: .name("GPIO17"))
     let backend = LibgpiodBackend(devicePrefix: dev.path)
-    let error = try #require(failure { try backend.requestInput(request, edges: true) })
+    let error = try #require(gpioFailure { try backend.requestInput(request, edges: true) })
     #expect(error.kind == .noChip || error.kind == .noLine)
     #expect(error.detail.contains("line \"GPIO17\""))
   }
@@ -73,7 +73,7 @@ import Testing
     defer { dev.remove() }
     let request = LineRequest(chip: nil, line: .offset(17))
     let backend = LibgpiodBackend(devicePrefix: dev.path)
-    let error = try #require(failure { try backend.requestInput(request, edges: true) })
+    let error = try #require(gpioFailure { try backend.requestInput(request, edges: true) })
     #expect(error.kind == .noChip)
     #expect(error.description.contains("line 17"))
     #expect(error.detail.contains("needs a chip"))
@@ -137,7 +137,7 @@ import Testing
     let backend = LibgpiodBackend()
     #expect(try backend.chips() == [])
     let request = LineRequest(chip: "gpiochip0", line: .offset(17))
-    let error = try #require(failure { try backend.requestInput(request, edges: true) })
+    let error = try #require(gpioFailure { try backend.requestInput(request, edges: true) })
     #expect(error.kind == .noChip)
     #expect(error.subject == "line 17 on gpiochip0")
     #expect(error.description.contains("/dev/gpiochip0 does not exist"))
@@ -149,26 +149,13 @@ import Testing
 private let hasGPIOChips = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? [])
   .contains { $0.hasPrefix("gpiochip") }
 
-/// The GPIOError `body` throws, or nil if it returns (or throws something else, which is an issue).
-private func failure<T>(_ body: () throws -> T) -> GPIOError? {
-  do {
-    _ = try body()
-    return nil
-  } catch let error as GPIOError {
-    return error
-  } catch {
-    Issue.record("expected a GPIOError, got \(error)")
-    return nil
-  }
-}
-
 /// Expects `body` to fail because `path` is not a GPIO chip, and returns the error.
 @discardableResult
 private func expectNotAChip<T>(
   _ path: String, errno code: Int32, sourceLocation: SourceLocation = #_sourceLocation,
   _ body: () throws -> T
 ) throws -> GPIOError {
-  let thrown = failure(body)
+  let thrown = gpioFailure(body)
   let error = try #require(thrown, sourceLocation: sourceLocation)
   #expect(error.kind == .noChip, sourceLocation: sourceLocation)
   #expect(error.errno == code, sourceLocation: sourceLocation)

@@ -7,19 +7,6 @@ import GPIO
 import Synchronization
 import Testing
 
-/// The GPIOError `body` throws, or nil (recording an issue) when it throws something else.
-private func gpioFailure<T>(_ body: () throws -> T) -> GPIOError? {
-  do {
-    _ = try body()
-    return nil
-  } catch let error as GPIOError {
-    return error
-  } catch {
-    Issue.record("expected a GPIOError, got \(error)")
-    return nil
-  }
-}
-
 private func named(_ name: String, consumer: String = "microgrid-edge") -> LineRequest {
   LineRequest(chip: nil, line: .name(name), consumer: consumer)
 }

@@ -139,8 +139,12 @@ def test_outage_islanding_and_enter_service_delay(daemon):
     island = _site_time(lines[found[0][1]])
     reconnecting = _site_time(lines[found[2][1]])
     to_utility = _site_time(lines[found[3][1]])
-    assert island == datetime(2023, 11, 10, 16, 45), f"expected the outage to begin at 2023-11-10 16:45:00, the log says {island}"
-    assert (reconnecting - island).total_seconds() == 7200, \
+    # The town hall's utility contact is on (simulated) GPIO: the loss counts after its 20 ms
+    # debounce, so the island comes at the next 1 s step.
+    begin = datetime(2023, 11, 10, 16, 45)
+    assert 0 <= (island - begin).total_seconds() <= 2, \
+        f"expected the outage to begin at 2023-11-10 16:45:00 (within a step), the log says {island}"
+    assert abs((reconnecting - island).total_seconds() - 7200) <= 2, \
         f"expected the utility back after the 2 h outage, islanded at {island}, reconnecting at {reconnecting}"
     delay = (to_utility - reconnecting).total_seconds()
     assert delay >= 300, (f"expected at least the 300 s IEEE 1547 enter-service delay between 'reconnecting' "

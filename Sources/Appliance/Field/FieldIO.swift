@@ -197,6 +197,7 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
       do {
         let edges = try input.line.waitForEdges(timeoutNanoseconds: wait)
         take(input.signal, edges)
+        if edges.isEmpty && input.signal != .pulseMeter { try resync(input) }
         failures = 0
       } catch {
         if stopping.load(ordering: .relaxed) { return }
@@ -209,6 +210,20 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
         }
         Thread.sleep(forTimeInterval: 1)
       }
+    }
+  }
+
+  /// The kernel keeps 16 events per line and drops the newest when full, so after a burst
+  /// the last edge (the level the contact settled at) can be lost. When a wait comes back
+  /// empty, the line is read, and a level that differs from the last edge seen counts as
+  /// an edge now.
+  private func resync(_ input: Input) throws(GPIOError) {
+    let level = try input.line.read()
+    let differs = state.withLock { $0.levels[input.signal].map { $0.raw != level } ?? false }
+    if differs {
+      logger.warning(
+        "GPIO \(input.signal.rawValue): level differs from the last edge seen (events lost); resynchronized")
+      take(input.signal, [LineEdge(active: level, timestampNanoseconds: backend.nowNanoseconds())])
     }
   }
 

@@ -224,11 +224,14 @@ public struct Controller: SitePolicy {
     if stuck || (sequence.retransferRetryAt != nil && s.transferSwitch != .utility) { return .transferStuck }
     switch grid.state {
     case .connected:
-      let share = enterService.dischargeShare(
+      switch enterService.stage(
         at: s.time, availableSince: grid.utilityBackSince, restartedAt: sequence.emergencyStopReleasedAt,
         reclosedAt: sequence.reclosedAt)
-      if share <= 0 { return .enterServiceWait }
-      return share < 1 ? .rampingUp : .normal
+      {
+      case .waiting: return .enterServiceWait
+      case .ramping: return .rampingUp
+      case .full: return .normal
+      }
     case .islanded:
       return s.transferSwitch == .island ? .islanded : .transferring
     case .reconnecting:

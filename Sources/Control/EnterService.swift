@@ -28,8 +28,18 @@ public struct EnterService: Sendable, Hashable {
     return min(1, (time - start) / rampSeconds)
   }
 
-  /// The moment the ramp is complete, for logs.
-  public func fullServiceAt(availableSince: Double, restartedAt: Double?) -> Double {
-    max(availableSince, restartedAt ?? availableSince) + delaySeconds + rampSeconds
+  /// Where entering service stands: still waiting out the delay, ramping (including the
+  /// first instant of the ramp, when the share is still 0), or in full service.
+  public enum Stage: Sendable, Hashable {
+    case waiting, ramping, full
   }
+
+  public func stage(
+    at time: Double, availableSince: Double?, restartedAt: Double?, reclosedAt: Double? = nil
+  ) -> Stage {
+    guard let since = availableSince, time >= max(since, restartedAt ?? since) + delaySeconds else { return .waiting }
+    let share = dischargeShare(at: time, availableSince: since, restartedAt: restartedAt, reclosedAt: reclosedAt)
+    return share < 1 ? .ramping : .full
+  }
+
 }

@@ -81,6 +81,12 @@ struct OutageSequenceTests {
     #expect(!ramp.isEmpty, "no ramp after re-closing")
     #expect(bench.last.position == .utility)
     #expect(bench.last.shedRelays == [false, false, false])
+    // The whole sequence, each phase once, in order.
+    var phases: [OutagePhase] = []
+    for st in bench.steps where st.time >= 900 && phases.last != st.decisions.phase {
+      phases.append(st.decisions.phase)
+    }
+    #expect(phases == [.normal, .transferring, .islanded, .enterServiceWait, .retransferring, .rampingUp, .normal])
     #expect([.rampingUp, .normal].contains(bench.last.decisions.phase))
   }
 

@@ -251,7 +251,7 @@ public struct GPIOSection: Codable, Sendable, Hashable {
     loadShed.map { SheddableLoad(id: $0.id, priority: $0.priority, kW: $0.kW) }
   }
 
-  func validated(document: StructuredDocument, site: SiteDescription) throws(InputError) -> GPIOSection {
+  func validated(document: StructuredDocument) throws(InputError) -> GPIOSection {
     var seen: [String: String] = [:]
     for (key, pin, _) in pins {
       let where_ = "\(pin.chip ?? chip ?? "*")/\(pin.line)"

@@ -130,7 +130,7 @@ public enum SiteConfigurationFile {
       throw document.error(at: ["demand_interval_minutes"], "must divide a day, e.g. 15")
     }
     var site = try document.siteDescription(name: "site", demandIntervalSeconds: Double(interval) * 60)
-    let gpio = try image.gpio?.validated(document: document, site: site)
+    let gpio = try image.gpio?.validated(document: document)
     if let gpio { site = SiteDescription(copying: site, sheddableLoads: gpio.sheddableLoads) }
     let control = image.control ?? ControlSettings()
     if let problem = control.problems.first {

@@ -153,6 +153,12 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
     initial.shed = shedRelays.map { _ in false }
     inputs = opened
     state = Mutex(initial)
+    // The levels the requests set, so the first step writes only what it changes.
+    outputLevels.withLock { levels in
+      if islandCommand != nil { levels["out.transfer_to_island"] = false }
+      if utilityCommand != nil { levels["out.transfer_to_utility"] = true }
+      for r in shedRelays { levels["out.load_shed.\(r.relay.id)"] = false }
+    }
   }
 
   // MARK: - Edges in
@@ -318,12 +324,7 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
       let onUtility = s.transferSwitch == .utility && s.utilityAvailable
       let stale = onUtility && pulse.isStale(at: now)
       if let kW = pulse.kW(at: now) { s.buildingDemandKW = max(0, kW - s.chargers.reduce(0) { $0 + $1.measuredKW }) }
-      if stale
-        || (onUtility && pulse.kW(at: now) == nil
-          && pulse.silentSeconds(at: now) > pulse.configuration.staleAfterSeconds)
-      {
-        s.inputsFresh = false
-      }
+      if stale { s.inputsFresh = false }
       status?.setAlarm(
         "pulse-meter-stale", .critical,
         "utility meter: no pulse for \(Int(pulse.silentSeconds(at: now))) s on \(section.pulseMeter!.line); safe state: no discharge",

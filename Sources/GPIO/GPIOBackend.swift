@@ -51,6 +51,15 @@ public struct LineRequest: Sendable, Hashable, CustomStringConvertible {
   }
 }
 
+extension LineRequest {
+  /// Whether the chip called `name` with `label` is the one `wanted` asks for: by name
+  /// ("gpiochip0"), path ("/dev/gpiochip0"), number ("0") or label ("pinctrl-bcm2711").
+  public static func chip(_ wanted: String, matchesName name: String, label: String) -> Bool {
+    let bare = wanted.hasPrefix("/dev/") ? String(wanted.dropFirst(5)) : wanted
+    return name == bare || label == wanted || Int(wanted).map { "gpiochip\($0)" } == name
+  }
+}
+
 /// One edge on an input line, as the kernel stamped it.
 public struct LineEdge: Sendable, Hashable {
   /// The logical level after the edge (true: active).

@@ -203,10 +203,8 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
     let subject = request.description
     var candidates: [Int]
     if let chip = request.chip {
-      let path = chip.hasPrefix("/dev/") ? String(chip.dropFirst(5)) : chip
-      let byNumber = Int(chip).map { "gpiochip\($0)" }
       candidates = chipTable.indices.filter {
-        chipTable[$0].name == path || chipTable[$0].name == byNumber || chipTable[$0].label == chip
+        LineRequest.chip(chip, matchesName: chipTable[$0].name, label: chipTable[$0].label)
       }
       guard !candidates.isEmpty else {
         throw GPIOError(

@@ -94,9 +94,7 @@ struct GPIOCheck: ParsableCommand {
   static func find(_ request: LineRequest, in chips: [ChipInfo]) -> (ChipInfo, ChipInfo.Line)? {
     let candidates = chips.filter { chip in
       guard let want = request.chip else { return true }
-      let bare = want.hasPrefix("/dev/") ? String(want.dropFirst(5)) : want
-      return chip.name == bare || chip.label == want || chip.path == want
-        || Int(want).map { "gpiochip\($0)" } == chip.name
+      return chip.path == want || LineRequest.chip(want, matchesName: chip.name, label: chip.label)
     }
     for chip in candidates {
       switch request.line {

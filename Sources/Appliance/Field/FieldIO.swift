@@ -56,6 +56,8 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
     var failures: [String: String] = [:]
     /// When the utility contact last dropped (raw), for the log line that confirms it.
     var lossEdgeAt: UInt64?
+    /// The pulse meter's staleness as last reported to the alarms.
+    var pulseStale = false
   }
 
   /// Default debounce by signal: contacts bounce for a few milliseconds; an emergency stop
@@ -325,10 +327,17 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
       let stale = onUtility && pulse.isStale(at: now)
       if let kW = pulse.kW(at: now) { s.buildingDemandKW = max(0, kW - s.chargers.reduce(0) { $0 + $1.measuredKW }) }
       if stale { s.inputsFresh = false }
-      status?.setAlarm(
-        "pulse-meter-stale", .critical,
-        "utility meter: no pulse for \(Int(pulse.silentSeconds(at: now))) s on \(section.pulseMeter!.line); safe state: no discharge",
-        active: stale)
+      // Only a change goes to the alarms: this runs on the control loop every step.
+      let changed = state.withLock { st in
+        defer { st.pulseStale = stale }
+        return st.pulseStale != stale
+      }
+      if changed {
+        status?.setAlarm(
+          "pulse-meter-stale", .critical,
+          "utility meter: no pulse for \(Int(pulse.silentSeconds(at: now))) s on \(section.pulseMeter!.line); safe state: no discharge",
+          active: stale)
+      }
     }
   }
 

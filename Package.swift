@@ -18,6 +18,9 @@ let package = Package(
     .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
   ],
   targets: [
     // Value types only: units by name, ids, the site description, snapshots, decisions.
@@ -47,6 +50,27 @@ let package = Package(
     // GPIO lines behind one interface (libgpiod v1 or simulated), debounce, and the pulse
     // meter. The v1-specific code is one file, LibgpiodBackend.swift.
     .target(name: "GPIO", dependencies: ["CGPIOD"]),
+    // OCPP 2.1 / 2.0.1 as data: OCPP-J frames, the official JSON schemas (from the Open
+    // Charge Alliance, shipped unmodified under Schemas/) and a validator for them. No I/O.
+    .target(name: "OCPP", resources: [.copy("Schemas")]),
+    // The chargers behind one small interface (`Charger`), with drivers for OCPP (a CSMS
+    // endpoint on SwiftNIO's WebSocket, optionally a Local Controller for an upstream CSMS
+    // through Hummingbird's WebSocket client), MQTT adapters and the simulated plant.
+    .target(
+      name: "Chargers",
+      dependencies: [
+        "SiteModel", "OCPP", "MQTT",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
     // The outbox: every record the site creates, in SQLite (GRDB), numbered by a gapless
     // per-site seq, until the central program has it.
     .target(
@@ -72,6 +96,7 @@ let package = Package(
       name: "Appliance",
       dependencies: [
         "SiteModel", "Control", "SiteFiles", "Simulation", "MQTT", "Store", "CentralUpload", "GPIO",
+        "Chargers",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
@@ -79,7 +104,7 @@ let package = Package(
     .executableTarget(
       name: "microgrid-edge",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store", "CentralUpload", "GPIO",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store", "CentralUpload", "GPIO", "Chargers",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -89,6 +114,11 @@ let package = Package(
     .target(name: "TestKit", path: "Tests/TestKit"),
     .testTarget(name: "SiteModelTests", dependencies: ["SiteModel"]),
     .testTarget(name: "GPIOTests", dependencies: ["GPIO"]),
+    .testTarget(name: "OCPPTests", dependencies: ["OCPP"]),
+    .testTarget(
+      name: "ChargersTests",
+      dependencies: ["Chargers", "OCPP", "SiteModel", "MQTT", .product(name: "Logging", package: "swift-log")]
+    ),
     .testTarget(name: "MQTTTests", dependencies: ["MQTT", .product(name: "Logging", package: "swift-log")]),
     .testTarget(
       name: "StoreTests",

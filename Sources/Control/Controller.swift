@@ -18,13 +18,16 @@ extension SitePolicy {
 /// It is a pure function of the snapshot and its own memory (this struct): no clock, no
 /// I/O, no randomness. The daemon and the simulator run the very same value.
 public struct Controller: SitePolicy {
-  public let site: SiteDescription
+  /// The site as installed (the configuration's ratings).
+  public let ratedSite: SiteDescription
+  /// The site as it can act this step: ratings lowered to what each charger reports now.
+  public private(set) var site: SiteDescription
   public let settings: ControlSettings
   public private(set) var grid = GridStateMachine()
   public private(set) var safetyMemory = SafetyFilter.Memory()
   public private(set) var loadHistory: LoadHistory
   public private(set) var sessionHistory = SessionHistory()
-  private let safety: SafetyFilter
+  private var safety: SafetyFilter
   /// Cumulative forecast headroom under the target, by intervals ahead (see `pace`).
   private var headroomCache: (interval: Int, target: Double, prefix: [Double]) = (-1, -1, [])
   /// The load forecast for the week ahead, 1 interval ahead first: made once per interval
@@ -46,6 +49,7 @@ public struct Controller: SitePolicy {
   }
 
   public init(site: SiteDescription, settings: ControlSettings = ControlSettings()) {
+    self.ratedSite = site
     self.site = site
     self.settings = settings
     self.loadHistory = LoadHistory(intervalSeconds: site.demandIntervalSeconds)
@@ -62,6 +66,12 @@ public struct Controller: SitePolicy {
 
   public mutating func step(_ s: Snapshot) -> Decisions {
     replannedLastStep = false
+    // Planning and the safety filter both work within what the chargers can do right now.
+    let limited = ratedSite.limited(by: s.chargers)
+    if limited != site {
+      site = limited
+      safety.site = limited
+    }
     loadHistory.record(time: s.time, demandKW: max(0, s.buildingDemandKW), periodSeconds: s.periodSeconds)
     sessionHistory.observe(s)
 
@@ -93,6 +103,12 @@ public struct Controller: SitePolicy {
       let share = enterService.dischargeShare(
         at: s.time, availableSince: grid.utilityBackSince, restartedAt: sequence.emergencyStopReleasedAt,
         reclosedAt: sequence.reclosedAt)
+      // A charging platform's setpoints (Local Controller mode) replace the plan's for its
+      // chargers on the grid; the safety filter below still holds them within the site's
+      // limits: the service limit, departure needs, no export into a dead grid.
+      for (i, kW) in s.platformSetpointsKW.enumerated() where i < d.setpointsKW.count && s.inputsFresh {
+        if let kW { d.setpointsKW[i] = kW }
+      }
       for i in d.setpointsKW.indices where i < site.chargers.count {
         d.setpointsKW[i] = max(d.setpointsKW[i], -site.chargers[i].maxDischargeKW * share)
       }

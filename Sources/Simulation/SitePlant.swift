@@ -45,6 +45,10 @@ public struct SitePlant: Sendable {
     advanceCalendar()
   }
 
+  /// What the chargers driven from outside the simulation (OCPP, MQTT adapters) measure,
+  /// kW, + charging: counted at the grid meter with the rest of the building.
+  public var externalChargerKW = 0.0
+
   public var minute: Int { Int(time / 60) }
   public var localTime: LocalTime { scenario.start + time }
   public var utilityAvailable: Bool { !scenario.outages.contains { $0.contains(minute: minute) } }
@@ -177,7 +181,7 @@ public struct SitePlant: Sendable {
       energyKWh[v] = min(max(energyKWh[v], 0), site.vehicles[v].batteryKWh)
     }
     flows.vehicleEnergyKWh = activeSession.map { $0.map { energyKWh[scenario.sessions[$0].vehicle] } ?? 0 }
-    flows.evKW = flows.chargerKW.reduce(0, +)
+    flows.evKW = flows.chargerKW.reduce(0, +) + (transferSwitch == .utility ? externalChargerKW : 0)
     lastChargerKW = flows.chargerKW
     flows.gridKW = (transferSwitch == .utility && utility) ? flows.servedKW + flows.evKW : 0
     let now = Double(minute) * 60

@@ -162,6 +162,21 @@ public struct SiteDescription: Sendable, Hashable {
     sheddableLoads.prefix(max(0, groups)).reduce(0) { $0 + $1.kW }
   }
 
+  /// The site as it can act now: each charger's ratings lowered to what it reports it can
+  /// do this step (never raised above what is installed). Returns self when no charger
+  /// reports lower limits, so the usual step copies nothing.
+  public func limited(by readings: [ChargerReading]) -> SiteDescription {
+    guard readings.contains(where: { $0.maxChargeKW != nil || $0.maxDischargeKW != nil }) else { return self }
+    var site = self
+    for (i, r) in readings.enumerated() where site.chargers.indices.contains(i) {
+      if let kW = r.maxChargeKW { site.chargers[i].maxChargeKW = max(0, min(site.chargers[i].maxChargeKW, kW)) }
+      if let kW = r.maxDischargeKW {
+        site.chargers[i].maxDischargeKW = max(0, min(site.chargers[i].maxDischargeKW, kW))
+      }
+    }
+    return site
+  }
+
   public func chargerIndex(id: String) -> Int? { chargers.firstIndex { $0.id == id } }
   public func vehicleIndex(id: String) -> Int? { vehicles.firstIndex { $0.id == id } }
 }

@@ -51,11 +51,21 @@ public struct ChargerReading: Sendable, Hashable {
   public var vehicle: PluggedVehicle?
   /// Measured power at the building side, + charging.
   public var measuredKW: Double
+  /// What the charger and its vehicle accept now, when below the installed ratings (an
+  /// OCPP charger's V2X limits, a vehicle that only charges, an edition without discharge).
+  /// Nil: the ratings in `ChargerSpec`.
+  public var maxChargeKW: Double?
+  public var maxDischargeKW: Double?
 
-  public init(online: Bool = true, vehicle: PluggedVehicle? = nil, measuredKW: Double = 0) {
+  public init(
+    online: Bool = true, vehicle: PluggedVehicle? = nil, measuredKW: Double = 0, maxChargeKW: Double? = nil,
+    maxDischargeKW: Double? = nil
+  ) {
     self.online = online
     self.vehicle = vehicle
     self.measuredKW = measuredKW
+    self.maxChargeKW = maxChargeKW
+    self.maxDischargeKW = maxDischargeKW
   }
 }
 
@@ -123,6 +133,9 @@ public struct Snapshot: Sendable, Hashable {
   /// The utility contact has just dropped and its debounce is still running: export stops
   /// at once, the transfer waits for the loss to be confirmed (`utilityAvailable`).
   public var utilityLossPending: Bool
+  /// Setpoints an upstream charging platform asked for, by charger (nil: none), kW. The
+  /// controller follows them on the grid; its safety filter keeps the site within limits.
+  public var platformSetpointsKW: [Double?] = []
 
   public init(
     time: Double, localTime: LocalTime, periodSeconds: Double, buildingDemandKW: Double,

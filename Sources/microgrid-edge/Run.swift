@@ -1,4 +1,5 @@
 import Appliance
+import Chargers
 import ArgumentParser
 import CentralUpload
 import Control
@@ -30,6 +31,41 @@ struct Run: AsyncParsableCommand {
 
   @Option(help: "Stop after this much site time, e.g. 90s, 30m, 6h (default: run until stopped).")
   var stopAfter: String?
+
+  /// The drivers of the chargers that are not the plant's: OCPP (with the endpoint they
+  /// connect to, and the upstream platform's links) and MQTT gateways.
+  static func chargerDrivers(configuration: SiteConfiguration, logger: Logger) -> (
+    all: [(index: Int, charger: any Charger)], mqtt: [MQTTCharger], endpoint: OCPPEndpoint?
+  ) {
+    let site = configuration.site
+    var all: [(index: Int, charger: any Charger)] = []
+    var endpoint: OCPPEndpoint?
+    if let ocpp = configuration.ocpp {
+      var drivers: [OCPPCharger] = []
+      for c in ocpp.chargers {
+        guard let i = site.chargerIndex(id: c.id) else { continue }
+        let driver = OCPPCharger(
+          id: c.id, configuration: ocpp.sessionConfiguration(for: site.chargers[i]), logger: logger)
+        drivers.append(driver)
+        all.append((i, driver))
+      }
+      let upstream = ocpp.upstreamConfiguration.map { UpstreamLinks(configuration: $0, logger: logger) }
+      endpoint = OCPPEndpoint(
+        configuration: ocpp.endpointConfiguration, chargers: drivers, upstream: upstream, logger: logger,
+        onListening: { port in logger.info("OCPP endpoint ready", metadata: ["port": "\(port)"]) })
+    }
+    var mqtt: [MQTTCharger] = []
+    for spec in configuration.mqttChargers {
+      guard let i = site.chargerIndex(id: spec.id) else { continue }
+      let c = site.chargers[i]
+      let driver = MQTTCharger(
+        id: spec.id, topic: spec.topic, ratedChargeKW: c.maxChargeKW, ratedDischargeKW: c.maxDischargeKW,
+        staleAfterSeconds: spec.staleAfterSeconds ?? 10)
+      mqtt.append(driver)
+      all.append((i, driver))
+    }
+    return (all, mqtt, endpoint)
+  }
 
   func run() async throws {
     StartupSignals.install()
@@ -77,7 +113,6 @@ struct Run: AsyncParsableCommand {
     // live in the site status; the panel service is the appliance on the broker.
     let trigger = configuration.meters.isEmpty && configuration.gpio == nil ? nil : StepTrigger()
     let meters = configuration.meters.isEmpty ? nil : MeterInputs(meters: configuration.meters, trigger: trigger)
-    let scenarioSite = SimulatedSiteIO(scenario: scenario, startMinute: firstMinute, meteredBuilding: meters)
     // Records: the outbox in SQLite and the upload to the central program.
     let recording = configuration.store.map { store in
       Self.recording(store: store, configuration: configuration, speed: loop.speed, logger: logger)
@@ -86,12 +121,25 @@ struct Run: AsyncParsableCommand {
       site: configuration.site, meters: meters,
       enterServiceDelaySeconds: configuration.control.enterServiceDelaySeconds, recorder: recording?.recorder,
       logger: logger)
+    // Chargers with drivers of their own: OCPP charge points and MQTT gateways. The
+    // simulated plant leaves them alone and counts what they measure.
+    let chargers = Self.chargerDrivers(configuration: configuration, logger: logger)
+    let fleet = chargers.all.isEmpty ? nil : ChargerFleet(drivers: chargers.all, status: status)
+    if fleet != nil && loop.speed != 1 {
+      try exitOnInputError {
+        throw InputError(
+          source: "--speed", message: "must be 1 when chargers are on OCPP or MQTT (they run in real time)")
+      }
+    }
+    let scenarioSite = SimulatedSiteIO(
+      scenario: scenario, startMinute: firstMinute, meteredBuilding: meters,
+      externalChargers: fleet.map { fleet in .init(indices: fleet.indices, measuredKW: { fleet.measuredKW }) })
     var panel: PanelService?
     if let mqtt = configuration.mqtt {
       do {
         panel = try PanelService(
           section: mqtt, site: configuration.site, status: status, meters: meters,
-          version: MicrogridEdge.configuration.version, logger: logger)
+          version: MicrogridEdge.configuration.version, chargers: chargers.mqtt, logger: logger)
       } catch {
         try exitOnInputError { throw InputError(source: config, field: "mqtt", message: "\(error)") }
       }
@@ -129,13 +177,15 @@ struct Run: AsyncParsableCommand {
     if let utility = configuration.utility, utility.detect != .contact, let meters {
       wiring.append(UtilitySense(section: utility, meters: meters))
     }
-    let overlays: [any SnapshotOverlay] = (meters.map { [$0] } ?? []) + wiring + [status]
+    // The chargers' own state first: the meters work out the building from it.
+    let overlays: [any SnapshotOverlay] =
+      (fleet.map { [$0] } ?? []) + (meters.map { [$0] } ?? []) + wiring + [status]
     let observers: [any StepObserver] =
       [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? [])
     let service = ControlLoopService(
       controller: Controller(site: configuration.site, settings: configuration.control), io: scenarioSite,
       configuration: loop, logger: logger, overlays: overlays, observers: observers,
-      actuators: field.map { [$0] } ?? [], trigger: trigger, status: status)
+      actuators: (field.map { [$0] } ?? []) + (fleet.map { [$0] } ?? []), trigger: trigger, status: status)
     logger.info(
       "microgrid-edge \(MicrogridEdge.configuration.version) starting",
       metadata: [
@@ -155,6 +205,7 @@ struct Run: AsyncParsableCommand {
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
     if let uploader = recording?.uploader { services.append(.init(service: uploader)) }
     if let recordingService { services.append(.init(service: recordingService)) }
+    if let endpoint = chargers.endpoint { services.append(.init(service: endpoint)) }
     services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup))
     if let panel { services.append(.init(service: panel)) }
     let group = ServiceGroup(

@@ -49,8 +49,11 @@ struct SafetyInvariantTests {
       }
       let h = s.periodSeconds / 3600
       var total = 0.0
+      // What each charger can do this step: its rating, lowered to what it reports (an
+      // OCPP 2.0.1 charger reports no discharge at all).
+      let limited = site.limited(by: s.chargers)
       for (i, p) in d.setpointsKW.enumerated() {
-        let spec = site.chargers[i]
+        let spec = limited.chargers[i]
         let reading = s.chargers[i]
         #expect(p.isFinite, "\(context)")
         total += p
@@ -235,6 +238,15 @@ struct SafetyInvariantTests {
           target = Bool.random(using: &rng) ? Double.random(in: 0...800, using: &rng) : nil
         }
         s.operatorDemandTargetKW = target
+        // Chargers that report lower limits than their ratings, and an upstream charging
+        // platform asking for anything at all (Local Controller mode).
+        for i in s.chargers.indices where Double.random(in: 0..<1, using: &rng) < 0.3 {
+          s.chargers[i].maxChargeKW = Double.random(in: 0...150, using: &rng)
+          s.chargers[i].maxDischargeKW = Bool.random(using: &rng) ? 0 : Double.random(in: 0...150, using: &rng)
+        }
+        s.platformSetpointsKW = s.chargers.map { _ in
+          Double.random(in: 0..<1, using: &rng) < 0.3 ? Double.random(in: -400...400, using: &rng) : nil
+        }
         if Double.random(in: 0..<1, using: &rng) < 0.02 { emergencyStop.toggle() }
         s.emergencyStop = emergencyStop
         let d = controller.step(s)

@@ -24,6 +24,9 @@ public struct SiteConfiguration: Sendable {
   public var gpio: GPIOSection?
   /// How the utility's presence is known (nil: from the contact, or the simulated plant).
   public var utility: UtilitySection?
+  /// Chargers on OCPP (nil: none), and on MQTT gateways; the others follow the plant.
+  public var ocpp: OCPPSection?
+  public var mqttChargers: [MQTTChargerSpec] = []
   /// The file it came from.
   public var source: String
 
@@ -101,10 +104,13 @@ struct ConfigurationFileImage: Codable {
   var central: CentralSection?
   var gpio: GPIOSection?
   var utility: UtilitySection?
+  var ocpp: OCPPSection?
+  var mqttChargers: [MQTTChargerSpec]?
 
   enum CodingKeys: String, CodingKey {
-    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio, utility
+    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio, utility, ocpp
     case demandIntervalMinutes = "demand_interval_minutes"
+    case mqttChargers = "mqtt_chargers"
   }
 }
 
@@ -200,6 +206,17 @@ public enum SiteConfigurationFile {
     if gpio?.pulseMeter != nil && meters.contains(where: { $0.role == .gridImport }) {
       throw document.error(
         at: ["gpio", "pulse_meter"], "the utility meter is read twice: drop the pulse meter or the grid_import meter")
+    }
+    configuration.ocpp = try image.ocpp?.validated(document: document, site: site, base: base)
+    configuration.mqttChargers = image.mqttChargers ?? []
+    try MQTTChargerSpec.validate(configuration.mqttChargers, ocpp: configuration.ocpp, site: site, document: document)
+    if !configuration.mqttChargers.isEmpty && mqtt == nil {
+      throw document.error(at: ["mqtt_chargers"], "MQTT chargers need an mqtt: section naming the broker")
+    }
+    // Real chargers live in real time: a sped-up plant would misread their departures.
+    if configuration.ocpp != nil || !configuration.mqttChargers.isEmpty, let speed = plant.speed, speed != 1 {
+      throw document.error(
+        at: ["plant", "speed"], "must be 1 when chargers are on OCPP or MQTT (they run in real time)")
     }
     configuration.store = try image.store?.validated(document: document, base: base)
     configuration.central = try image.central?.validated(document: document, siteName: site.name, base: base)

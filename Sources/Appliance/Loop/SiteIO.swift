@@ -27,10 +27,29 @@ public struct AppliedStep: Sendable {
 public actor SimulatedSiteIO: SiteIO {
   private var plant: SitePlant
   private let meteredBuilding: MeterInputs?
+  private let external: ExternalChargers?
 
-  public init(scenario: Scenario, startMinute: Int, meteredBuilding: MeterInputs? = nil) {
+  /// Chargers driven from outside the simulation (OCPP, MQTT adapters): the plant gives
+  /// them no sessions of its own and counts what they measure at its grid meter.
+  public struct ExternalChargers: Sendable {
+    public var indices: Set<Int>
+    public var measuredKW: @Sendable () -> Double
+    public init(indices: Set<Int>, measuredKW: @escaping @Sendable () -> Double) {
+      self.indices = indices
+      self.measuredKW = measuredKW
+    }
+  }
+
+  public init(
+    scenario: Scenario, startMinute: Int, meteredBuilding: MeterInputs? = nil, externalChargers: ExternalChargers? = nil
+  ) {
+    var scenario = scenario
+    if let external = externalChargers {
+      scenario.sessions.removeAll { external.indices.contains($0.charger) }
+    }
     plant = SitePlant(scenario: scenario, startMinute: startMinute)
     self.meteredBuilding = meteredBuilding
+    self.external = externalChargers
   }
 
   public func snapshot(periodSeconds: Double) -> Snapshot {
@@ -46,6 +65,7 @@ public actor SimulatedSiteIO: SiteIO {
     // A step that follows the one before within a millisecond moves nothing on; the
     // chargers simply take the new setpoints.
     guard periodSeconds >= 0.001 else { return last ?? AppliedStep(gridKW: 0, servedKW: 0, chargerKW: []) }
+    if let external { plant.externalChargerKW = external.measuredKW() }
     let flows = plant.advance(decisions, seconds: periodSeconds)
     let applied = AppliedStep(gridKW: flows.gridKW, servedKW: flows.servedKW, chargerKW: flows.chargerKW)
     last = applied

@@ -1,3 +1,4 @@
+import Chargers
 import Control
 import Foundation
 import Logging
@@ -19,6 +20,8 @@ public final class PanelService: Service, StepObserver {
   private let meters: MeterInputs?
   private let logger: Logger
   private let client: MQTTClient
+  /// Chargers behind MQTT gateways, by their state topic.
+  private let chargers: [String: MQTTCharger]
   private let prefix: String
   private let commandFilter: TopicFilter
   private let birthTopic: String
@@ -40,8 +43,9 @@ public final class PanelService: Service, StepObserver {
 
   public init(
     section: MQTTSection, site: SiteDescription, status: SiteStatus, meters: MeterInputs?, version: String,
-    logger: Logger
+    chargers: [MQTTCharger] = [], logger: Logger
   ) throws(MQTTError) {
+    self.chargers = Dictionary(chargers.map { ($0.stateTopic, $0) }, uniquingKeysWith: { a, _ in a })
     self.section = section
     self.site = site
     self.status = status
@@ -61,10 +65,15 @@ public final class PanelService: Service, StepObserver {
         message: { router.target?.received($0) },
         connected: { router.target?.connected() }),
       logger: logger)
-    var filters = [commandFilter.text] + (meters?.topics ?? [])
+    var filters = [commandFilter.text] + (meters?.topics ?? []) + chargers.map(\.stateTopic)
     if section.discovery.enabled { filters.append(birthTopic) }
     try client.subscribe(filters, qos: 1)
     router.target = self
+    // The chargers' setpoints go out on this client.
+    let client = self.client
+    for charger in chargers {
+      charger.attach { message in _ = client.publish(message.topic, message.payload, qos: message.qos) }
+    }
   }
 
   /// Lets the client's handlers reach the service once it exists.
@@ -158,7 +167,13 @@ public final class PanelService: Service, StepObserver {
   }
 
   private func received(_ message: MQTTClient.Message) {
-    if let meters, meters.isMeterTopic(message.topic) {
+    if let charger = chargers[message.topic] {
+      let problems = charger.ingest(payload: message.payload, now: Date())
+      if !problems.isEmpty {
+        shared.withLock { $0.inputErrors += problems.count }
+        for p in problems { logger.error("\(p)") }
+      }
+    } else if let meters, meters.isMeterTopic(message.topic) {
       let problems = meters.ingest(topic: message.topic, payload: message.payload)
       if !problems.isEmpty {
         shared.withLock { $0.inputErrors += problems.count }

@@ -1,0 +1,249 @@
+import Foundation
+import OCPP
+import SiteModel
+import XCTest
+
+@testable import Chargers
+
+/// The OCPP session's rules, without a network: what a charge point's messages mean for the
+/// controller, what it is sent, and when it stops being relied on. Every message this side
+/// produces is checked against the edition's official schema.
+final class ChargePointSessionTests: XCTestCase {
+  let t0 = Date(timeIntervalSince1970: 1_795_000_000)
+
+  func session(_ version: OCPPVersion = .v21) -> ChargePointSession {
+    var c = ChargePointSession.Configuration(ratedChargeKW: 15, ratedDischargeKW: 15)
+    c.heartbeatSeconds = 10
+    c.offlineAfterSeconds = 30
+    return ChargePointSession(chargerID: "C1", version: version, configuration: c)
+  }
+
+  func schemas(_ version: OCPPVersion) throws -> OCPPSchemas { try OCPPSchemas.shared(version) }
+
+  /// Boot, a transaction and the vehicle's needs: 200 kWh at 80 %, 10 kWh more by 8 h from
+  /// now, may go down to 30 %, 15 kW each way.
+  func plugged(_ version: OCPPVersion = .v21, at t: Date? = nil) throws -> ChargePointSession {
+    let now = t ?? t0
+    var s = session(version)
+    s.connect(now: now)
+    let boot = s.handleCall(
+      action: "BootNotification",
+      payload: ["reason": "PowerUp", "chargingStation": ["model": "X", "vendorName": "Y"]], now: now)
+    guard case .result(let answer) = boot else { return s }
+    XCTAssertEqual(try schemas(version).validate(action: "BootNotification", kind: .response, payload: answer), [])
+    XCTAssertEqual(answer["interval"]?.intValue, 10)
+    _ = s.handleCall(
+      action: "TransactionEvent",
+      payload: [
+        "eventType": "Started", "timestamp": .string(OCPPTime.format(now)), "triggerReason": "CablePluggedIn",
+        "seqNo": 0, "transactionInfo": ["transactionId": "T-1"], "evse": ["id": 1, "connectorId": 1],
+        "idToken": ["idToken": "BUS-7", "type": "Local"],
+      ], now: now)
+    var needs: [String: JSONValue] = [
+      "requestedEnergyTransfer": version == .v21 ? "DC_BPT" : "DC",
+      "departureTime": .string(OCPPTime.format(now.addingTimeInterval(8 * 3600))),
+      "dcChargingParameters": [
+        "evMaxCurrent": 40, "evMaxVoltage": 400, "evMaxPower": 15000, "energyAmount": 10000, "stateOfCharge": 80,
+        "evEnergyCapacity": 200_000,
+      ],
+    ]
+    if version == .v21 {
+      needs["v2xChargingParameters"] = [
+        "maxChargePower": 15000, "maxDischargePower": 12000, "evMinEnergyRequest": -100_000,
+        "evTargetEnergyRequest": 10000,
+      ]
+    }
+    let payload: JSONValue = ["evseId": 1, "chargingNeeds": .object(needs)]
+    XCTAssertEqual(try schemas(version).validate(action: "NotifyEVChargingNeeds", kind: .request, payload: payload), [])
+    XCTAssertEqual(
+      s.handleCall(action: "NotifyEVChargingNeeds", payload: payload, now: now), .result(["status": "Accepted"]))
+    return s
+  }
+
+  func testTheVehiclesNeedsBecomeWhatTheControllerSees() throws {
+    let s = try plugged()
+    let state = s.state(now: t0)
+    XCTAssertTrue(state.online)
+    XCTAssertEqual(state.maxChargeKW, 15)
+    XCTAssertEqual(state.maxDischargeKW, 12, "the vehicle's V2X limit, below the charger's 15 kW")
+    let v = try XCTUnwrap(state.vehicle)
+    XCTAssertEqual(v.vehicleID, "BUS-7")
+    XCTAssertEqual(v.batteryKWh, 200)
+    XCTAssertEqual(v.energyKWh, 160, accuracy: 1e-9)
+    XCTAssertEqual(v.departureNeedKWh, 170, accuracy: 1e-9)
+    XCTAssertEqual(v.reserveKWh, 60, accuracy: 1e-9, "80 % less the 100 kWh it may give")
+    XCTAssertEqual(v.departure.timeIntervalSince(t0), 8 * 3600, accuracy: 0.01)
+    // On the snapshot's timeline.
+    let reading = state.reading(snapshotTime: 1000, now: t0)
+    XCTAssertEqual(try XCTUnwrap(reading.vehicle).departureTime, 1000 + 8 * 3600, accuracy: 0.01)
+  }
+
+  func testA201VehicleIsNeverOfferedForDischarge() throws {
+    let s = try plugged(.v201)
+    XCTAssertEqual(s.state(now: t0).maxDischargeKW, 0)
+    XCTAssertEqual(s.state(now: t0).maxChargeKW, 15)
+  }
+
+  func testA21ChargerIsSentASignedCentralSetpointThatMatchesTheSchema() throws {
+    var s = try plugged()
+    s.command(setpointKW: -9.5)
+    let calls = s.callsDue(now: t0)
+    XCTAssertEqual(calls.count, 1)
+    let payload = try XCTUnwrap(calls.first?.payload)
+    XCTAssertEqual(calls.first?.action, "SetChargingProfile")
+    XCTAssertEqual(try schemas(.v21).validate(action: "SetChargingProfile", kind: .request, payload: payload), [])
+    let period = try XCTUnwrap(payload["chargingProfile"]?["chargingSchedule"]?[0]?["chargingSchedulePeriod"]?[0])
+    XCTAssertEqual(period["operationMode"], "CentralSetpoint")
+    XCTAssertEqual(period["setpoint"]?.doubleValue, -9500)
+    XCTAssertEqual(payload["chargingProfile"]?["transactionId"], "T-1")
+    XCTAssertEqual(payload["chargingProfile"]?["invalidAfterOfflineDuration"], true)
+  }
+
+  func testA201ChargerIsSentAChargeLimitNeverADischarge() throws {
+    var s = try plugged(.v201)
+    for kW in [-15.0, -0.4, 0, 7.3] {
+      s.command(setpointKW: kW)
+      let calls = s.callsDue(now: t0.addingTimeInterval(1000 * (kW + 20)))
+      for call in calls {
+        XCTAssertEqual(
+          try schemas(.v201).validate(action: "SetChargingProfile", kind: .request, payload: call.payload), [])
+        let period = try XCTUnwrap(
+          call.payload["chargingProfile"]?["chargingSchedule"]?[0]?["chargingSchedulePeriod"]?[0])
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(period["limit"]?.doubleValue), 0)
+        XCTAssertNil(period["setpoint"])
+        XCTAssertNil(period["operationMode"])
+        s.handleResult(messageID: call.messageID, payload: ["status": "Accepted"], now: t0)
+      }
+    }
+  }
+
+  func testSmallChangesWaitForTheDeadbandOrTheRefresh() throws {
+    var s = try plugged()
+    s.command(setpointKW: 5)
+    let first = s.callsDue(now: t0)
+    XCTAssertEqual(first.count, 1)
+    XCTAssertEqual(s.callsDue(now: t0).count, 0, "nothing while the profile waits for its answer")
+    s.handleResult(messageID: first[0].messageID, payload: ["status": "Accepted"], now: t0)
+    s.command(setpointKW: 5.2)
+    XCTAssertEqual(s.callsDue(now: t0.addingTimeInterval(1)).count, 0, "0.2 kW is inside the 0.5 kW deadband")
+    s.command(setpointKW: 6)
+    XCTAssertEqual(s.callsDue(now: t0.addingTimeInterval(2)).count, 1)
+    s.handleResult(messageID: "mge-2", payload: ["status": "Accepted"], now: t0)
+    XCTAssertEqual(s.callsDue(now: t0.addingTimeInterval(61)).count, 0)
+    XCTAssertEqual(s.callsDue(now: t0.addingTimeInterval(63)).count, 1, "refreshed after 60 s")
+  }
+
+  func testAChargerThatRejectsProfilesIsNoLongerReliedOn() throws {
+    var s = try plugged()
+    for i in 0..<2 {
+      s.command(setpointKW: -5 - Double(i))
+      let call = try XCTUnwrap(s.callsDue(now: t0.addingTimeInterval(Double(i))).first)
+      s.handleResult(messageID: call.messageID, payload: ["status": "Rejected"], now: t0.addingTimeInterval(Double(i)))
+    }
+    let state = s.state(now: t0.addingTimeInterval(2))
+    XCTAssertFalse(state.online)
+    XCTAssertEqual(state.fault?.hasPrefix("rejected 2 charging profiles in a row"), true, state.fault ?? "")
+    _ = s.handleCall(action: "Heartbeat", payload: [:], now: t0.addingTimeInterval(199))
+    XCTAssertTrue(s.state(now: t0.addingTimeInterval(200)).online, "relied on again once the fault has aged out")
+  }
+
+  func testNonsenseReadingsAreRefusedAndRaiseAFault() throws {
+    var s = try plugged()
+    let meter: JSONValue = [
+      "eventType": "Updated", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "MeterValuePeriodic",
+      "seqNo": 1, "transactionInfo": ["transactionId": "T-1"],
+      "meterValue": [
+        [
+          "timestamp": .string(OCPPTime.format(t0)),
+          "sampledValue": [
+            ["value": 250, "measurand": "SoC"], ["value": 150_000, "measurand": "Power.Active.Import"],
+          ],
+        ]
+      ],
+    ]
+    _ = s.handleCall(action: "TransactionEvent", payload: meter, now: t0)
+    XCTAssertEqual(s.measuredKW, 0, "a 150 kW reading on a 15 kW charger is not believed")
+    let state = s.state(now: t0)
+    XCTAssertFalse(state.online)
+    XCTAssertNotNil(state.fault)
+  }
+
+  func testAChargerThatDoesNotFollowItsSetpointIsNoLongerReliedOn() throws {
+    var s = try plugged()
+    s.command(setpointKW: -10)
+    let call = try XCTUnwrap(s.callsDue(now: t0).first)
+    s.handleResult(messageID: call.messageID, payload: ["status": "Accepted"], now: t0)
+    func meter(_ watts: Double, at t: Date) -> JSONValue {
+      [
+        "eventType": "Updated", "timestamp": .string(OCPPTime.format(t)), "triggerReason": "MeterValuePeriodic",
+        "seqNo": 1, "transactionInfo": ["transactionId": "T-1"],
+        "meterValue": [
+          [
+            "timestamp": .string(OCPPTime.format(t)),
+            "sampledValue": [["value": .number(watts), "measurand": "Power.Active.Import"]],
+          ]
+        ],
+      ]
+    }
+    for second in 3...10 {
+      _ = s.handleCall(
+        action: "TransactionEvent", payload: meter(12000, at: t0 + Double(second)), now: t0 + Double(second))
+    }
+    XCTAssertTrue(s.state(now: t0 + 10).online, "within the 15 s grace")
+    for second in 11...20 {
+      _ = s.handleCall(
+        action: "TransactionEvent", payload: meter(12000, at: t0 + Double(second)), now: t0 + Double(second))
+    }
+    let state = s.state(now: t0 + 20)
+    XCTAssertFalse(state.online)
+    XCTAssertEqual(state.fault?.hasPrefix("does not follow its setpoint"), true, state.fault ?? "")
+  }
+
+  func testASilentOrDisconnectedChargerIsOffline() throws {
+    var s = try plugged()
+    XCTAssertTrue(s.state(now: t0.addingTimeInterval(29)).online)
+    XCTAssertEqual(s.state(now: t0.addingTimeInterval(31)).fault, "silent for 31 s")
+    s.disconnect()
+    XCTAssertFalse(s.state(now: t0).online)
+    XCTAssertEqual(s.callsDue(now: t0).count, 0, "nothing is sent without a connection")
+  }
+
+  func testAnEndedTransactionLeavesNoVehicle() throws {
+    var s = try plugged()
+    _ = s.handleCall(
+      action: "TransactionEvent",
+      payload: [
+        "eventType": "Ended", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "EVDeparted", "seqNo": 2,
+        "transactionInfo": ["transactionId": "T-1"],
+      ], now: t0)
+    XCTAssertNil(s.state(now: t0).vehicle)
+    XCTAssertEqual(s.state(now: t0).maxChargeKW, 0)
+    s.command(setpointKW: 5)
+    XCTAssertEqual(s.callsDue(now: t0).count, 0, "no transaction, no profile")
+  }
+
+  func testAnswersToTheChargePointMatchTheirSchemas() throws {
+    for version in OCPPVersion.allCases {
+      var s = session(version)
+      s.connect(now: t0)
+      let calls: [(String, JSONValue)] = [
+        ("Heartbeat", [:]),
+        (
+          "StatusNotification",
+          ["timestamp": .string(OCPPTime.format(t0)), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1]
+        ),
+        ("Authorize", ["idToken": ["idToken": "X", "type": "Local"]]),
+        ("DataTransfer", ["vendorId": "acme"]),
+      ]
+      for (action, payload) in calls {
+        guard case .result(let answer) = s.handleCall(action: action, payload: payload, now: t0) else {
+          return XCTFail("\(action) should be answered")
+        }
+        XCTAssertEqual(try schemas(version).validate(action: action, kind: .response, payload: answer), [], action)
+      }
+      XCTAssertEqual(
+        s.handleCall(action: "Bogus", payload: [:], now: t0),
+        .error(.notImplemented, "Bogus is not handled by this controller"))
+    }
+  }
+}

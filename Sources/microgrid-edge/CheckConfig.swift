@@ -45,6 +45,15 @@ struct CheckConfig: ParsableCommand {
           "  gpio: \(gpio.backend.rawValue), \(pins.filter { !$0.output }.count) inputs, \(pins.filter(\.output).count) outputs, \(gpio.loadShed.count) shed groups (check the wiring with gpio-check)"
         )
       }
+      if let ocpp = c.ocpp {
+        let scheme = ocpp.tlsCertificate == nil ? "ws" : "wss"
+        print(
+          "  ocpp: \(ocpp.chargers.map(\.id).joined(separator: ", ")) connect to \(scheme)://\(ocpp.host):\(ocpp.port)\(ocpp.path)/<id> (Basic auth)"
+            + (ocpp.upstream.map { "; Local Controller under \($0.url)" } ?? ""))
+      }
+      if !c.mqttChargers.isEmpty {
+        print("  mqtt chargers: \(c.mqttChargers.map { "\($0.id) on \($0.topic)/state" }.joined(separator: ", "))")
+      }
       if let store = c.store {
         print(
           "  records: \(store.path), budget \(Int(store.budgetMB)) MiB, telemetry every \(store.telemetryEverySeconds) s, uploaded records kept \(store.retentionDays) days"

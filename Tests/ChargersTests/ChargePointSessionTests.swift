@@ -133,6 +133,33 @@ final class ChargePointSessionTests: XCTestCase {
     XCTAssertEqual(s.callsDue(now: t0.addingTimeInterval(63)).count, 1, "refreshed after 60 s")
   }
 
+  func testWithNoDeadbandAnUnchangedSetpointStillWaitsForItsRefresh() throws {
+    var c = ChargePointSession.Configuration(ratedChargeKW: 15, ratedDischargeKW: 15)
+    c.setpointDeadbandKW = 0
+    c.setpointRefreshSeconds = 1
+    var s = ChargePointSession(chargerID: "C1", version: .v21, configuration: c)
+    s.connect(now: t0)
+    _ = s.handleCall(
+      action: "TransactionEvent",
+      payload: [
+        "eventType": "Started", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "CablePluggedIn",
+        "seqNo": 0, "transactionInfo": ["transactionId": "T-1"],
+      ], now: t0)
+    s.command(setpointKW: -3)
+    var sent = 0
+    // Messages from the charger at 10 Hz, control steps at 1 Hz, for 5 s: one profile a
+    // second, on the control steps.
+    for tenth in 0..<50 {
+      let now = t0.addingTimeInterval(Double(tenth) / 10)
+      for call in s.callsDue(now: now, refresh: tenth % 10 == 0) {
+        XCTAssertEqual(tenth % 10, 0, "a refresh between control steps")
+        sent += 1
+        s.handleResult(messageID: call.messageID, payload: ["status": "Accepted"], now: now)
+      }
+    }
+    XCTAssertEqual(sent, 5)
+  }
+
   func testAChargerThatRejectsProfilesIsNoLongerReliedOn() throws {
     var s = try plugged()
     for i in 0..<2 {

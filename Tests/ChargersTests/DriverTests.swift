@@ -157,3 +157,20 @@ final class SentMessages: @unchecked Sendable {
   func append(_ m: MQTTClient.Message) { lock.withLock { messages.append(m) } }
   var all: [MQTTClient.Message] { lock.withLock { messages } }
 }
+
+final class ConnectGraceTests: XCTestCase {
+  func testAChargerThatNeverConnectsRaisesItsAlarmAfterTheGrace() {
+    let t0 = Date(timeIntervalSince1970: 1_795_000_000)
+    let charger = OCPPCharger(
+      id: "C7", configuration: .init(ratedChargeKW: 15, ratedDischargeKW: 15), logger: Logger(label: "test"), now: t0)
+    XCTAssertNil(charger.state(now: t0.addingTimeInterval(60)).fault, "still within the boot grace")
+    XCTAssertFalse(charger.state(now: t0.addingTimeInterval(60)).online)
+    XCTAssertEqual(
+      charger.state(now: t0.addingTimeInterval(121)).fault, "has not connected in the 121 s since the appliance started"
+    )
+    // Once it has been connected, losing it is a fault at once.
+    let (number, _) = charger.attach(version: .v21, now: t0)
+    charger.detach(number: number)
+    XCTAssertEqual(charger.state(now: t0).fault, "not connected")
+  }
+}

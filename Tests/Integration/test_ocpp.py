@@ -101,7 +101,15 @@ def upgrade(port, path, headers):
             if not chunk:
                 break
             data += chunk
-    return data.decode(errors="replace")
+        # The body (the reason) may come in a later segment than the head.
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+    return (head + b"\r\n\r\n" + body).decode(errors="replace")
 
 
 def basic(user, password):
@@ -152,6 +160,7 @@ def test_chargers_that_reject_lie_or_vanish_are_not_relied_on_and_raise_alarms(t
     assert "charger not relied on" in out
     assert "charger=C1" in out and "rejected 2 charging profiles in a row" in out, out[-3000:]
     assert "reports a state of charge of 250 %" in out or "on a charger rated" in out, out[-3000:]
+    assert "alarm charger-C1 raised" in out and "alarm charger-C2 raised" in out, "each raises its alarm"
     # The site stayed within its limits: the simulated plant saw no violation.
     out = daemon.stop()
     assert "the simulated site saw no safety violation" in out
@@ -167,6 +176,7 @@ def test_a_charger_that_disconnects_goes_offline_and_one_that_reboots_comes_back
     out = daemon.stop()
     assert "charger=C2 [Chargers] charger disconnected" in out or ("charger disconnected" in out and "C2" in out)
     assert "charger=C2 why=not connected" in out
+    assert "alarm charger-C2 raised" in out, "a charger that went away raises its alarm"
     # After its reboot C1 got a profile for its new transaction.
     txs = summaries["C1"]["transactions"]
     assert len(txs) >= 2, summaries["C1"]
@@ -276,3 +286,37 @@ def test_the_appliance_stops_promptly_with_chargers_connected(tmp_path, daemon_f
     finally:
         peers.kill()
         peers.communicate()
+
+
+@pytest.mark.parametrize("change, key, words", [
+    (("{id: C2, password: c2-secret-password-2026", "{id: C9, password: c2-secret-password-2026"),
+     "ocpp.chargers[1].id", "not one of the site's chargers"),
+    (("{id: C2, password: c2-secret-password-2026", "{id: C2, password: ''"), "ocpp.chargers[1].password", "must be set"),
+    (("{id: C2, password: c2-secret-password-2026", "{id: C1, password: c2-secret-password-2026"),
+     "ocpp.chargers[1].id", "listed twice"),
+    (("heartbeat_seconds: 10", "heartbeat_seconds: 10\n  tls_key: key.pem"), "ocpp.tls_certificate",
+     "needs both"),
+    (("offline_after_seconds: 25", "offline_after_seconds: 5"), "ocpp.offline_after_seconds", "longer than"),
+    (("speed: 1 ", "speed: 60 "), "plant.speed", "real time"),
+])
+def test_a_broken_ocpp_section_is_refused_naming_its_key(tmp_path, change, key, words):
+    config = site_config(tmp_path, 8887)
+    text = config.read_text()
+    assert change[0] in text, change[0]
+    config.write_text(text.replace(change[0], change[1], 1))
+    from mge_helpers import BINARY, CLEAN_ENV
+    p = subprocess.run([str(BINARY), "check-config", str(config)], capture_output=True, text=True, env=CLEAN_ENV,
+                       timeout=60)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, f"check-config accepted a broken ocpp section:\n{out}"
+    assert key in out and words in out, f"expected the error to name {key} ({words}):\n{out}"
+
+
+def test_check_config_describes_the_ocpp_chargers(tmp_path):
+    from mge_helpers import BINARY, CLEAN_ENV
+    config = site_config(tmp_path, 8887, upstream="wss://platform.example/ocpp")
+    p = subprocess.run([str(BINARY), "check-config", str(config)], capture_output=True, text=True, env=CLEAN_ENV,
+                       timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "ocpp: C1, C2 connect to ws://127.0.0.1:8887/ocpp/<id>" in p.stdout, p.stdout
+    assert "Local Controller under wss://platform.example/ocpp" in p.stdout, p.stdout

@@ -331,10 +331,12 @@ public struct ChargePointSession: Sendable {
   /// The controller's setpoint for this charger, kW (+ charging).
   public mutating func command(setpointKW: Double) { desiredKW = setpointKW }
 
-  /// What to send now: a SetChargingProfile when the setpoint moved or is due for a
-  /// refresh, nothing while one is still waiting for its answer. Also gives up on calls
-  /// that were never answered.
-  public mutating func callsDue(now: Date) -> [(messageID: String, action: String, payload: JSONValue)] {
+  /// What to send now: a SetChargingProfile when the setpoint moved beyond the deadband, or
+  /// (on the control loop's cadence, `refresh`) when it is due for a refresh; nothing while
+  /// one is still waiting for its answer. Also gives up on calls that were never answered.
+  public mutating func callsDue(now: Date, refresh: Bool = true) -> [(
+    messageID: String, action: String, payload: JSONValue
+  )] {
     for (id, call) in pending where now.timeIntervalSince(call.sentAt) > configuration.callTimeoutSeconds {
       pending[id] = nil
       if call.action == "SetChargingProfile" { rejected(call, reason: "no answer", now: now) }
@@ -343,10 +345,11 @@ public struct ChargePointSession: Sendable {
     else { return [] }
     // A 2.0.1 charger gets charge limits only: a discharge becomes a limit of 0.
     let kW = version.supportsDischarge ? desiredKW : max(0, desiredKW)
-    if let last = lastSent, abs(last.kW - kW) < configuration.setpointDeadbandKW,
+    if let last = lastSent, abs(last.kW - kW) <= configuration.setpointDeadbandKW,
       // (A quarter second of slack: a refresh due every control step must not slip to
       // every other one for a few milliseconds of jitter.)
-      (last.kW < 0) == (kW < 0), now.timeIntervalSince(last.at) < configuration.setpointRefreshSeconds - 0.25
+      (last.kW < 0) == (kW < 0),
+      !refresh || now.timeIntervalSince(last.at) < configuration.setpointRefreshSeconds - 0.25
     {
       return []
     }
@@ -401,7 +404,13 @@ public struct ChargePointSession: Sendable {
     let activeFaults = faults.filter { now.timeIntervalSince($0.value) < configuration.faultHoldSeconds }
     if let worst = activeFaults.max(by: { $0.value < $1.value }) { return (false, worst.key) }
     guard connected else { return (false, "not connected") }
-    guard booted else { return (false, "connected, no BootNotification yet") }
+    guard booted else {
+      // Between the socket opening and its first message a charger is simply starting up.
+      let waited = lastHeard.map { now.timeIntervalSince($0) } ?? 0
+      return (
+        false, waited < configuration.offlineAfterSeconds ? nil : "connected \(Int(waited)) s ago, has said nothing"
+      )
+    }
     if let heard = lastHeard, now.timeIntervalSince(heard) > configuration.offlineAfterSeconds {
       return (false, "silent for \(Int(now.timeIntervalSince(heard))) s")
     }
@@ -413,7 +422,7 @@ public struct ChargePointSession: Sendable {
     guard relied else {
       // Not relied on: whatever it draws is left in the building's load (measured at the
       // grid meter), so the site's limits still hold.
-      return .offline(fault: fault == "not connected" ? nil : fault)
+      return .offline(fault: fault)
     }
     guard let needs, transactionID != nil else {
       return ChargerState(online: true, maxChargeKW: 0, maxDischargeKW: 0, measuredKW: measuredKW)

@@ -36,10 +36,16 @@ public final class OCPPCharger: Charger {
   /// Set in Local Controller mode: where a copy of the charger's calls goes.
   public let upstream: Mutex<(any UpstreamPeer)?> = Mutex(nil)
 
-  public init(id: String, configuration: ChargePointSession.Configuration, logger: Logger) {
+  /// When the driver was made: a charger that has not connected for `connectGraceSeconds`
+  /// since then raises its alarm (before that, chargers are still booting with the site).
+  private let createdAt: Date
+  public static let connectGraceSeconds = 120.0
+
+  public init(id: String, configuration: ChargePointSession.Configuration, logger: Logger, now: Date = Date()) {
     self.id = id
     self.configuration = configuration
     self.logger = logger
+    self.createdAt = now
     state = Mutex(State())
   }
 
@@ -148,7 +154,7 @@ public final class OCPPCharger: Charger {
     case .resultError:
       break
     }
-    flush(now: now)
+    flush(now: now, refresh: false)
     reportFaultChange(now: now)
   }
 
@@ -181,15 +187,16 @@ public final class OCPPCharger: Charger {
 
   public func command(setpointKW: Double, now: Date) {
     state.withLock { $0.session?.command(setpointKW: setpointKW) }
-    flush(now: now)
+    flush(now: now, refresh: true)
     reportFaultChange(now: now)
   }
 
-  /// Sends the calls the session has due (a new or refreshed setpoint).
-  private func flush(now: Date) {
+  /// Sends the calls the session has due: a new setpoint, or (on the control loop's cadence
+  /// only, `refresh`) a refreshed one.
+  private func flush(now: Date, refresh: Bool) {
     state.withLock { s in
       guard let connection = s.connection, var session = s.session else { return }
-      let calls = session.callsDue(now: now)
+      let calls = session.callsDue(now: now, refresh: refresh)
       s.session = session
       for call in calls {
         connection.outgoing.yield(OCPPFrame.call(id: call.messageID, action: call.action, payload: call.payload).text)
@@ -221,7 +228,11 @@ public final class OCPPCharger: Charger {
 
   public func state(now: Date) -> ChargerState {
     state.withLock { s in
-      s.session?.state(now: now) ?? .offline(fault: nil)
+      if let session = s.session { return session.state(now: now) }
+      let waited = now.timeIntervalSince(createdAt)
+      return .offline(
+        fault: waited > Self.connectGraceSeconds
+          ? "has not connected in the \(Int(waited)) s since the appliance started" : nil)
     }
   }
 

@@ -145,6 +145,9 @@ final class ChargePointSessionTests: XCTestCase {
         "eventType": "Started", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "CablePluggedIn",
         "seqNo": 0, "transactionInfo": ["transactionId": "T-1"],
       ], now: t0)
+    _ = s.handleCall(
+      action: "NotifyEVChargingNeeds",
+      payload: ["evseId": 1, "chargingNeeds": ["requestedEnergyTransfer": "DC_BPT"]], now: t0)
     s.command(setpointKW: -3)
     var sent = 0
     // Messages from the charger at 10 Hz, control steps at 1 Hz, for 5 s: one profile a
@@ -233,6 +236,25 @@ final class ChargePointSessionTests: XCTestCase {
     s.disconnect()
     XCTAssertFalse(s.state(now: t0).online)
     XCTAssertEqual(s.callsDue(now: t0).count, 0, "nothing is sent without a connection")
+  }
+
+  func testAVehicleWhoseNeedsAreUnknownIsLeftToTheChargerNotStopped() throws {
+    // The appliance restarted under a running transaction: the charger reconnects and
+    // goes on metering, but its vehicle's needs were sent to the appliance before.
+    var s = session()
+    s.connect(now: t0)
+    _ = s.handleCall(
+      action: "TransactionEvent",
+      payload: [
+        "eventType": "Updated", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "MeterValuePeriodic",
+        "seqNo": 7, "transactionInfo": ["transactionId": "T-9"],
+      ], now: t0)
+    s.command(setpointKW: 0)
+    XCTAssertEqual(s.callsDue(now: t0).count, 0, "no profile that would stop a vehicle we know nothing about")
+    XCTAssertTrue(s.state(now: t0.addingTimeInterval(5)).online, "its needs may still come")
+    let later = s.state(now: t0.addingTimeInterval(11))
+    XCTAssertFalse(later.online)
+    XCTAssertEqual(later.fault?.hasPrefix("its vehicle's needs are unknown"), true, later.fault ?? "")
   }
 
   func testAnEndedTransactionLeavesNoVehicle() throws {

@@ -62,8 +62,11 @@ final class DriverTests: XCTestCase {
     charger.receive(
       #"[2,"t","TransactionEvent",{"eventType":"Started","timestamp":"2026-11-27T10:00:00Z","triggerReason":"CablePluggedIn","seqNo":0,"transactionInfo":{"transactionId":"X"}}]"#,
       now: t0)
-    let frames = await drain(outgoing, count: 3)
-    guard case .call(let id, "SetChargingProfile", let payload) = frames[2] else { return XCTFail("\(frames[2])") }
+    charger.receive(
+      #"[2,"n","NotifyEVChargingNeeds",{"evseId":1,"chargingNeeds":{"requestedEnergyTransfer":"DC_BPT","dcChargingParameters":{"evMaxCurrent":40,"evMaxVoltage":400,"evEnergyCapacity":60000,"stateOfCharge":50},"v2xChargingParameters":{"maxChargePower":11000,"maxDischargePower":11000}}}]"#,
+      now: t0)
+    let frames = await drain(outgoing, count: 4)
+    guard case .call(let id, "SetChargingProfile", let payload) = frames[3] else { return XCTFail("\(frames[3])") }
     XCTAssertEqual(
       payload["chargingProfile"]?["chargingSchedule"]?[0]?["chargingSchedulePeriod"]?[0]?["setpoint"], -4000)
     charger.receive(OCPPFrame.result(id: id, payload: ["status": "Accepted"]).text, now: t0)

@@ -320,3 +320,25 @@ def test_check_config_describes_the_ocpp_chargers(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "ocpp: C1, C2 connect to ws://127.0.0.1:8887/ocpp/<id>" in p.stdout, p.stdout
     assert "Local Controller under wss://platform.example/ocpp" in p.stdout, p.stdout
+
+
+def test_security_profile_2_over_tls(tmp_path, daemon_factory):
+    """wss:// with the appliance's certificate (self-signed here, trusted by the charger as its CA)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    daemon = daemon_factory(site_config(tmp_path, port, ocpp_extra="  tls_certificate: cert.pem\n  tls_key: key.pem\n"))
+    log = tmp_path / "tls.jsonl"
+    p = subprocess.run([sys.executable, str(PEERS), "--url", f"wss://127.0.0.1:{port}/ocpp", "--ca",
+                        str(tmp_path / "cert.pem"), "--log", str(log), "--duration", "8", "--connect-timeout", "10",
+                        "--charger", f"C1:2.1:{PASSWORDS['C1']}", *VEHICLE], capture_output=True, text=True, timeout=90)
+    lines = [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+    assert profiles(lines, "C1"), f"C1 should be managed over wss://:\n{p.stdout}\n{p.stderr[-2000:]}"
+    # Plain ws:// to the TLS port gets nowhere.
+    plain = subprocess.run([sys.executable, str(PEERS), "--url", f"ws://127.0.0.1:{port}/ocpp", "--duration", "3",
+                            "--connect-timeout", "2", "--charger", f"C2:2.0.1:{PASSWORDS['C2']}", "--no-vehicle"],
+                           capture_output=True, text=True, timeout=60)
+    assert '"gave_up": true' in plain.stdout, plain.stdout
+    out = daemon.stop()
+    assert "wss://127.0.0.1" in out and "charger=C1 ocpp=ocpp2.1" in out

@@ -83,6 +83,8 @@ public struct ChargePointSession: Sendable {
   public private(set) var bootCount = 0
   public private(set) var connectorStatus: String?
   public private(set) var transactionID: String?
+  /// When this side first saw the running transaction.
+  private var transactionSince: Date?
   public private(set) var vehicleID: String?
   public private(set) var evseID = 1
   public private(set) var measuredKW = 0.0
@@ -134,6 +136,7 @@ public struct ChargePointSession: Sendable {
       booted = true
       bootCount += 1
       transactionID = nil
+      transactionSince = nil
       needs = nil
       acceptedKW = nil
       lastSent = nil
@@ -183,12 +186,16 @@ public struct ChargePointSession: Sendable {
     switch eventType {
     case "Started", "Updated":
       if let id = payload["transactionInfo"]?["transactionId"]?.stringValue {
-        if transactionID != id { acceptedKW = nil }
+        if transactionID != id {
+          acceptedKW = nil
+          transactionSince = now
+        }
         transactionID = id
       }
       if let token = payload["idToken"]?["idToken"]?.stringValue, !token.isEmpty { vehicleID = token }
     case "Ended":
       transactionID = nil
+      transactionSince = nil
       needs = nil
       measuredKW = 0
       acceptedKW = nil
@@ -341,7 +348,10 @@ public struct ChargePointSession: Sendable {
       pending[id] = nil
       if call.action == "SetChargingProfile" { rejected(call, reason: "no answer", now: now) }
     }
-    guard connected, booted, let transactionID, pending.values.allSatisfy({ $0.action != "SetChargingProfile" })
+    // Only a vehicle whose needs are known is managed: one that plugged in before this
+    // appliance (re)started is left to the charger's own settings rather than stopped.
+    guard connected, booted, let transactionID, needs != nil,
+      pending.values.allSatisfy({ $0.action != "SetChargingProfile" })
     else { return [] }
     // A 2.0.1 charger gets charge limits only: a discharge becomes a limit of 0.
     let kW = version.supportsDischarge ? desiredKW : max(0, desiredKW)
@@ -389,6 +399,9 @@ public struct ChargePointSession: Sendable {
     return ["evseId": .number(Double(evseID)), "chargingProfile": .object(profile)]
   }
 
+  /// How long after a transaction starts its NotifyEVChargingNeeds may take.
+  static let needsGraceSeconds = 10.0
+
   /// One profile id per charger: each new setpoint replaces the last.
   static let profileID = 7001
 
@@ -413,6 +426,15 @@ public struct ChargePointSession: Sendable {
     }
     if let heard = lastHeard, now.timeIntervalSince(heard) > configuration.offlineAfterSeconds {
       return (false, "silent for \(Int(now.timeIntervalSince(heard))) s")
+    }
+    // A transaction whose vehicle never said what it needs (it plugged in before the
+    // appliance started, or the vehicle does not speak ISO 15118): the charger runs it on
+    // its own settings and its draw counts as building load. NotifyEVChargingNeeds normally
+    // follows the transaction's start within a second or two.
+    if transactionID != nil, needs == nil, let since = transactionSince,
+      now.timeIntervalSince(since) > Self.needsGraceSeconds
+    {
+      return (false, "its vehicle's needs are unknown (no NotifyEVChargingNeeds): left to the charger's own settings")
     }
     return (true, nil)
   }

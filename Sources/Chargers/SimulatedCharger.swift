@@ -49,9 +49,6 @@ public final class SimulatedCharger: Charger {
     }
   }
 
-  /// The last setpoint received, kW.
-  public var lastSetpointKW: Double { state.withLock { $0.setpointKW } }
-
   /// Takes the charger off line (or back), as a disconnect would.
   public func setOnline(_ online: Bool, fault: String? = nil) {
     state.withLock {

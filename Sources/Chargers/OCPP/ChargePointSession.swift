@@ -80,7 +80,6 @@ public struct ChargePointSession: Sendable {
   /// The charge point has spoken on this connection (a BootNotification or any call).
   public private(set) var booted = false
   public private(set) var lastHeard: Date?
-  public private(set) var bootCount = 0
   public private(set) var connectorStatus: String?
   public private(set) var transactionID: String?
   /// When this side first saw the running transaction.
@@ -134,7 +133,6 @@ public struct ChargePointSession: Sendable {
     case "BootNotification":
       // A boot is a reboot when the socket stayed up: whatever was agreed is gone.
       booted = true
-      bootCount += 1
       transactionID = nil
       transactionSince = nil
       needs = nil

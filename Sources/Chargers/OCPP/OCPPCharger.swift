@@ -160,9 +160,13 @@ public final class OCPPCharger: Charger {
 
   /// A call from the charge point, checked against its schema first.
   private func answer(action: String, payload: JSONValue, now: Date) -> ChargePointSession.Reply {
-    let known = state.withLock { $0.connection?.schemas?.knows(action: action) ?? true }
-    guard known else { return .error(.notImplemented, "\(action) is not an action of this OCPP edition") }
-    if let violations = validate(action: action, kind: .request, payload: payload), let first = violations.first {
+    let schemas = state.withLock { $0.connection?.schemas }
+    guard schemas?.knows(action: action) ?? true else {
+      return .error(.notImplemented, "\(action) is not an action of this OCPP edition")
+    }
+    if let violations = schemas?.validate(action: action, kind: .request, payload: payload),
+      let first = violations.first
+    {
       return .error(Self.errorCode(for: first), violations.prefix(5).map(\.description).joined(separator: "; "))
     }
     return state.withLock { s in
@@ -235,9 +239,6 @@ public final class OCPPCharger: Charger {
           ? "has not connected in the \(Int(waited)) s since the appliance started" : nil)
     }
   }
-
-  /// The edition of the current connection, if connected.
-  public var connectedVersion: OCPPVersion? { state.withLock { $0.connection?.version } }
 
   /// The session as it stands (for tests and the panel).
   public var session: ChargePointSession? { state.withLock { $0.session } }

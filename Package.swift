@@ -91,20 +91,26 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
     ),
+    // The kernel's word on the system clock (adjtimex): a Raspberry Pi has no real-time
+    // clock, so the appliance waits for NTP before it keeps time by the wall clock.
+    .target(name: "CClockStatus"),
     // Wiring for the daemon: configuration, the control loop service, the site I/O.
     .target(
       name: "Appliance",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "MQTT", "Store", "CentralUpload", "GPIO",
-        "Chargers",
+        "SiteModel", "Control", "SiteFiles", "MQTT", "Store", "CentralUpload", "GPIO", "Chargers", "CClockStatus",
+        .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
     ),
+    // The simulated plant behind the appliance's `SiteIO`, for demos and tests: a site
+    // configuration's scenario, checked against the site.
+    .target(name: "SimulatedSite", dependencies: ["SiteModel", "Simulation", "Appliance"]),
     .executableTarget(
       name: "microgrid-edge",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store", "CentralUpload", "GPIO", "Chargers",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "CentralUpload", "GPIO", "Chargers",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -133,7 +139,7 @@ let package = Package(
     .testTarget(
       name: "ApplianceTests",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "Appliance", "Store", "GPIO", "TestKit",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "GPIO", "TestKit",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),

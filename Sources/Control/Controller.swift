@@ -64,7 +64,41 @@ public struct Controller: SitePolicy {
     self.planner = PeakPlanner(intervalHours: site.demandIntervalSeconds / 3600)
   }
 
+  /// Takes back the histories the forecasts learnt before a restart (the state store keeps
+  /// them), so a restart does not cost the week of load and sessions the plan needs. A
+  /// history kept for another demand interval is ignored; false then.
+  @discardableResult
+  public mutating func restore(loadHistory: LoadHistory?, sessionHistory: SessionHistory?) -> Bool {
+    var ok = true
+    if let loadHistory {
+      if loadHistory.intervalSeconds == site.demandIntervalSeconds {
+        self.loadHistory = loadHistory
+      } else {
+        ok = false
+      }
+    }
+    if let sessionHistory { self.sessionHistory = sessionHistory }
+    return ok
+  }
+
+  /// One step: the controller's proposal, then the safety filter over it.
   public mutating func step(_ s: Snapshot) -> Decisions {
+    let proposal = propose(s)
+    return filter(proposal, s)
+  }
+
+  /// The safety filter, the last stage of every step: the proposal clipped to the service
+  /// and charger limits, the export limits, the vehicles' departure needs and reserves, and
+  /// never export into a dead grid or before the utility has been stable. It keeps its own
+  /// memory (when the utility came back), so no planning bug can talk it into reclosing
+  /// early.
+  public mutating func filter(_ proposal: Decisions, _ s: Snapshot) -> Decisions {
+    safety.filter(proposal, s, memory: &safetyMemory)
+  }
+
+  /// What the controller would do, before the safety filter: the grid state, the dispatch
+  /// or island plan, the outage sequence. Call `filter` on the result before acting on it.
+  public mutating func propose(_ s: Snapshot) -> Decisions {
     replannedLastStep = false
     // Planning and the safety filter both work within what the chargers can do right now.
     let limited = ratedSite.limited(by: s.chargers)
@@ -124,7 +158,7 @@ public struct Controller: SitePolicy {
     }
     sequenceStep(s, &d)
     sequence.lastPosition = s.transferSwitch
-    return safety.filter(d, s, memory: &safetyMemory)
+    return d
   }
 
   private var enterService: EnterService {
@@ -311,7 +345,7 @@ public struct Controller: SitePolicy {
     // Staff set it on a panel: theirs to choose (the safety filter still protects every
     // departure and the service limits).
     if let operatorTarget = s.operatorDemandTargetKW { return max(0, operatorTarget) }
-    guard s.localTime.date.day <= 7 else { return s.meter.monthPeakKW }
+    guard (s.meter.periodDay ?? s.localTime.date.day) <= 7 else { return s.meter.monthPeakKW }
     var floor = settings.initialTargetFraction * loadHistory.peakKW
     if let plan { floor = min(floor, plan.peakKW * (1 + settings.planMarginFraction)) }
     return max(s.meter.monthPeakKW, floor)

@@ -4,7 +4,7 @@ import SiteModel
 /// The building's own demand over the past eight days, one mean per demand interval: the
 /// controller's load forecast (same time last week, corrected by how the last hours ran
 /// against their own forecast) and its sense of the week's peak.
-public struct LoadHistory: Sendable, Hashable {
+public struct LoadHistory: Sendable, Hashable, Codable {
   public let intervalSeconds: Double
   /// Intervals kept (eight days: a week plus the day that shows how this week compares).
   public let capacity: Int
@@ -105,6 +105,8 @@ public struct LoadHistory: Sendable, Hashable {
 
   /// Index of the interval under way (nil before the first record).
   public var currentInterval: Int? { currentIndex }
+  /// Closed intervals held (at most `capacity`).
+  public var intervalsSeen: Int { means.count }
 
   /// The highest interval mean over the past week, including the interval under way.
   public var peakKW: Double {

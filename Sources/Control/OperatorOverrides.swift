@@ -14,6 +14,10 @@ public enum OperatorCommand: Sendable, Hashable {
   case resumeV2X
   case startIslandTest
   case endIslandTest
+  /// A demand-response event the utility told staff about (site local times); an id
+  /// that is already announced amends that event.
+  case announceEvent(id: String, start: LocalTime, end: LocalTime)
+  case cancelEvent(id: String)
 
   /// The name panels use.
   public var name: String {
@@ -26,6 +30,8 @@ public enum OperatorCommand: Sendable, Hashable {
     case .resumeV2X: "resume_v2x"
     case .startIslandTest: "start_island_test"
     case .endIslandTest: "end_island_test"
+    case .announceEvent: "announce_event"
+    case .cancelEvent: "cancel_event"
     }
   }
 }
@@ -33,8 +39,8 @@ public enum OperatorCommand: Sendable, Hashable {
 /// Staff's standing instructions, laid over every snapshot before the controller sees it.
 /// Pure: commands are checked against the site and the latest snapshot, and either change
 /// this value or are refused with a reason a person can act on.
-public struct OperatorOverrides: Sendable, Hashable {
-  public enum IslandTest: String, Sendable, Hashable {
+public struct OperatorOverrides: Sendable, Hashable, Codable {
+  public enum IslandTest: String, Sendable, Hashable, Codable {
     /// No test.
     case none
     /// Asked for; waiting for the controller to open the switch.
@@ -43,7 +49,7 @@ public struct OperatorOverrides: Sendable, Hashable {
     case running
   }
 
-  public struct DepartureOverride: Sendable, Hashable {
+  public struct DepartureOverride: Sendable, Hashable, Codable {
     /// On the snapshot timeline.
     public var departureTime: Double?
     public var needKWh: Double?
@@ -61,6 +67,18 @@ public struct OperatorOverrides: Sendable, Hashable {
   public private(set) var departures: [String: DepartureOverride] = [:]
   public private(set) var dischargePaused = false
   public private(set) var islandTest = IslandTest.none
+  /// Demand-response events staff announced, with who did, by id.
+  public private(set) var events: [String: AnnouncedEvent] = [:]
+
+  public struct AnnouncedEvent: Sendable, Hashable, Codable {
+    /// Times on the snapshot timeline.
+    public var event: DemandResponseEvent
+    public var announcedBy: String
+  }
+
+  /// How far ahead an event may be announced, and how long it may run.
+  public static let maximumEventAheadSeconds = 14 * 86_400.0
+  public static let maximumEventSeconds = 12 * 3600.0
 
   /// How far ahead a departure may be set.
   public static let maximumDepartureAheadSeconds = 7 * 86_400.0
@@ -166,7 +184,60 @@ public struct OperatorOverrides: Sendable, Hashable {
       guard islandTest != .none else { return .refused("no island test is running") }
       islandTest = .none
       return .applied("island test ended: reclosing to the utility")
+
+    case .announceEvent(let id, let start, let end):
+      guard Self.validEventID(id) else {
+        return .refused("the event id must be 1 to 64 letters, digits, '.', '_' or '-', not '\(id)'")
+      }
+      guard let s = snapshot else { return .refused("the controller has not run its first step yet") }
+      guard !s.wallClockUnsynchronized else {
+        return .refused("the system clock is not synchronized yet; events are kept by wall time")
+      }
+      guard start < end else { return .refused("the event must end after it starts (\(start) to \(end))") }
+      let startTime = s.time + (start.seconds - s.localTime.seconds)
+      let endTime = s.time + (end.seconds - s.localTime.seconds)
+      guard endTime > s.time else { return .refused("the event is over already (site time is now \(s.localTime))") }
+      guard endTime - startTime <= Self.maximumEventSeconds else {
+        return .refused("an event may run 12 hours at most, not \(Int((endTime - startTime) / 60)) minutes")
+      }
+      guard startTime - s.time <= Self.maximumEventAheadSeconds else {
+        return .refused("the event starts more than 14 days ahead")
+      }
+      if let existing = events[id], existing.event.isActive(at: s.time), startTime > s.time {
+        return .refused("event \(id) is running; it can be ended earlier or later, not moved to start later")
+      }
+      let amended = events[id] != nil
+      let notify = events[id]?.event.notifyTime ?? s.time
+      events[id] = AnnouncedEvent(
+        event: DemandResponseEvent(id: id, notifyTime: notify, startTime: startTime, endTime: endTime),
+        announcedBy: user)
+      return .applied("event \(id) \(amended ? "amended" : "announced"): \(start) to \(end)")
+
+    case .cancelEvent(let id):
+      guard let existing = events.removeValue(forKey: id) else {
+        let known = events.keys.sorted()
+        return .refused(
+          "no announced event \(id)" + (known.isEmpty ? " (there are none)" : " (announced: \(known.joined(separator: ", ")))"))
+      }
+      let running = snapshot.map { existing.event.isActive(at: $0.time) } ?? false
+      return .applied(running ? "event \(id) cancelled while running: V2X back to normal" : "event \(id) cancelled")
     }
+  }
+
+  static func validEventID(_ id: String) -> Bool {
+    !id.isEmpty && id.count <= 64
+      && id.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "._-".unicodeScalars.contains($0)) }
+  }
+
+  /// Taken back after a restart: the standing instructions stay, a departure override
+  /// stays for the vehicle it was set for (it ends when that vehicle leaves), and an island
+  /// test in progress is not resumed (the appliance recloses first). Returns what was
+  /// dropped, for the log and the alarm.
+  public mutating func restoredAfterRestart() -> [String] {
+    guard islandTest != .none else { return [] }
+    let was = islandTest == .running ? "running" : "requested"
+    islandTest = .none
+    return ["an island test was \(was) when the appliance stopped; it is not resumed"]
   }
 
   private func unknownVehicle(_ id: String, _ site: SiteDescription) -> String {
@@ -178,6 +249,13 @@ public struct OperatorOverrides: Sendable, Hashable {
     s.operatorDemandTargetKW = demandTargetKW
     s.dischargePaused = s.dischargePaused || dischargePaused
     s.islandTestRequested = islandTest != .none
+    // Nothing starts by wall time on a clock that is not known to be right.
+    if !s.wallClockUnsynchronized {
+      for e in events.values.map(\.event).sorted(by: { $0.startTime < $1.startTime })
+      where !s.events.contains(where: { $0.id == e.id }) {
+        s.events.append(e)
+      }
+    }
     guard !heldVehicles.isEmpty || !departures.isEmpty else { return }
     for i in s.chargers.indices {
       guard var v = s.chargers[i].vehicle else { continue }
@@ -202,6 +280,10 @@ public struct OperatorOverrides: Sendable, Hashable {
         departures[id] = nil
         notes.append("\(id) left; its departure override is forgotten")
       }
+    }
+    for (id, e) in events where e.event.endTime < s.time - 86_400 {
+      events[id] = nil
+      notes.append("event \(id) ended a day ago; forgotten")
     }
     switch islandTest {
     case .none: break

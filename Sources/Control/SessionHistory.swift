@@ -3,9 +3,9 @@ import SiteModel
 /// The charging sessions seen over the past week, kept so the plan can expect the vehicles
 /// that are not here yet: a fleet keeps its rhythm, so the session that began on a charger
 /// at this time last week is the best guess for this week (as for the building's load).
-public struct SessionHistory: Sendable, Hashable {
+public struct SessionHistory: Sendable, Hashable, Codable {
   /// One session as it was when the vehicle arrived.
-  public struct Session: Sendable, Hashable {
+  public struct Session: Sendable, Hashable, Codable {
     public var charger: Int
     public var arrival: Double
     public var departure: Double

@@ -20,7 +20,10 @@ public struct SitePlant: Sendable {
   /// The session on each charger now, by index into `scenario.sessions`.
   public private(set) var activeSession: [Int?]
   public private(set) var visibleEvents: [DemandResponseEvent] = []
-  public private(set) var meter = DemandMeterReading()
+  /// The revenue meter: the same accounting the field site keeps, on the scenario's clock
+  /// (seconds since its start) with calendar-month billing periods.
+  public private(set) var demandMeter: DemandMeter
+  public var meter: DemandMeterReading { demandMeter.reading() }
   /// Safety breaches the plant itself saw (export into a dead grid, closing onto a dead
   /// utility). The controller's safety filter should keep this empty.
   public private(set) var violations: [String] = []
@@ -32,7 +35,6 @@ public struct SitePlant: Sendable {
   private var nextSession = 0
   private var nextEvent = 0
   private var loadIndex = 0
-  private var meterMonth: Int?
 
   /// A plant at `startMinute` (rounded down to a demand interval) with whatever is plugged
   /// in then; the meter starts the month's peak from there.
@@ -42,6 +44,9 @@ public struct SitePlant: Sendable {
     energyKWh = scenario.site.vehicles.map { _ in 0 }
     activeSession = Array(repeating: nil, count: scenario.site.chargers.count)
     lastChargerKW = Array(repeating: 0, count: scenario.site.chargers.count)
+    demandMeter = DemandMeter(configuration: .init(intervalSeconds: scenario.intervalSeconds))
+    let start = scenario.start
+    demandMeter.record(kW: 0, seconds: 0, endingAt: time) { (start + $0).date }
     advanceCalendar()
   }
 
@@ -190,16 +195,9 @@ public struct SitePlant: Sendable {
     if flows.gridKW < -exportLimit - 1e-6 {
       violations.append("minute \(minute): exported \(flows.gridKW * -1) kW, above the \(exportLimit) kW limit")
     }
-    meter.intervalImportKWh += flows.gridKW * h
-    meter.intervalElapsedSeconds += seconds
-
     time += seconds
-    if meter.intervalElapsedSeconds >= scenario.intervalSeconds - 1e-9 {
-      let mean = meter.intervalImportKWh / (meter.intervalElapsedSeconds / 3600)
-      meter.monthPeakKW = max(meter.monthPeakKW, mean)
-      meter.intervalImportKWh = 0
-      meter.intervalElapsedSeconds = 0
-    }
+    let start = scenario.start
+    demandMeter.record(kW: flows.gridKW, seconds: seconds, endingAt: time) { (start + $0).date }
     advanceCalendar()
     return flows
   }
@@ -207,14 +205,6 @@ public struct SitePlant: Sendable {
   /// Brings sessions, events, load and the meter's month up to `time`.
   private mutating func advanceCalendar() {
     let m = minute
-    // The meter's month rolls over at the first interval of a new month.
-    if meter.intervalElapsedSeconds == 0 {
-      let month = localTime.monthKey
-      if month != meterMonth {
-        meterMonth = month
-        meter.monthPeakKW = 0
-      }
-    }
     while loadIndex + 1 < scenario.load.count && scenario.load[loadIndex + 1].minute <= m { loadIndex += 1 }
     for i in activeSession.indices {
       if let index = activeSession[i], scenario.sessions[index].departMinute <= m {

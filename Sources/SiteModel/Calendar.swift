@@ -38,7 +38,7 @@ extension LocalTime: CustomStringConvertible {
 }
 
 /// A proleptic Gregorian date.
-public struct CivilDate: Sendable, Hashable, CustomStringConvertible {
+public struct CivilDate: Sendable, Hashable, Codable, CustomStringConvertible {
   public var year: Int
   public var month: Int
   public var day: Int

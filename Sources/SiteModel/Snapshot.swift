@@ -86,14 +86,22 @@ public struct DemandResponseEvent: Sendable, Hashable, Codable {
   public func isActive(at t: Double) -> Bool { t >= startTime && t < endTime }
 }
 
-/// The revenue meter's view of the demand interval and the month.
+/// The revenue meter's view of the demand interval and the billing period (`DemandMeter`).
 public struct DemandMeterReading: Sendable, Hashable {
-  /// Highest completed-interval mean grid import this calendar month, kW (0 at month start).
+  /// Highest completed-interval mean grid import this billing period, kW (0 at its start;
+  /// the period is the calendar month unless the site's billing cycle starts on another day).
   public var monthPeakKW: Double
   /// Grid import so far in the current demand interval, kWh (export counts negative).
   public var intervalImportKWh: Double
   /// Seconds elapsed in the current demand interval.
   public var intervalElapsedSeconds: Double
+  /// Day of the billing period, 1 on its first day; nil: the calendar month's day.
+  public var periodDay: Int?
+  /// The grid import now, kW, as the site's demand meter counts it (nil: not measured
+  /// this step, or simulated): the one figure panels, records and logs show.
+  public var gridImportKW: Double?
+  /// Where `gridImportKW` came from (`grid-meter main`, `pulse-meter`, ...).
+  public var gridImportSource: String?
 
   public init(monthPeakKW: Double = 0, intervalImportKWh: Double = 0, intervalElapsedSeconds: Double = 0) {
     self.monthPeakKW = monthPeakKW
@@ -136,6 +144,12 @@ public struct Snapshot: Sendable, Hashable {
   /// Setpoints an upstream charging platform asked for, by charger (nil: none), kW. The
   /// controller follows them on the grid; its safety filter keeps the site within limits.
   public var platformSetpointsKW: [Double?] = []
+  /// The wall clock at this instant, seconds since 1970 UTC, at a site that has one (nil in
+  /// simulation): what converts wall-clock times (events, departures) onto `time`.
+  public var utcSeconds: Double?
+  /// The site's wall clock is not known to be right (no NTP yet): nothing starts by wall
+  /// time (announced events wait), and the demand meter keeps no intervals.
+  public var wallClockUnsynchronized = false
 
   public init(
     time: Double, localTime: LocalTime, periodSeconds: Double, buildingDemandKW: Double,

@@ -6,6 +6,7 @@ import GPIO
 import Logging
 import ServiceLifecycle
 import SiteModel
+import SimulatedSite
 import Simulation
 import Synchronization
 
@@ -59,7 +60,7 @@ struct BenchOutage: AsyncParsableCommand {
     let field = try FieldIO(
       section: pins, backend: gpio, site: configuration.site, trigger: trigger, logger: logger)
     let probe = DecisionProbe(clock: gpio)
-    let io = SimulatedSiteIO(scenario: scenario, startMinute: loaded.configuration.plant.startMinute ?? 0)
+    let io = SimulatedSiteIO(scenario: scenario, startMinute: loaded.configuration.plant?.startMinute ?? 0)
     var loop = ControlLoopService.Configuration()
     loop.statusEverySeconds = .infinity
     loop.periodSeconds = 0.1  // so each trial's return to normal takes a fraction of a second

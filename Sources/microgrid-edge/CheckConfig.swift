@@ -1,6 +1,7 @@
 import Appliance
 import ArgumentParser
 import Foundation
+import SimulatedSite
 import SiteModel
 
 struct CheckConfig: ParsableCommand {
@@ -22,7 +23,7 @@ struct CheckConfig: ParsableCommand {
         throw ExitCode(2)
       }
       let c = loaded.configuration
-      let scenario = try c.simulatedScenario()
+      let scenario = c.plant == nil ? nil : try c.simulatedScenario()
       for (key, variable) in loaded.overrides.sorted(by: { $0.key < $1.key }) {
         print("\(key) is set by the environment variable \(variable)")
       }
@@ -33,12 +34,31 @@ struct CheckConfig: ParsableCommand {
       print(
         "  \(c.site.chargers.count) chargers (\(c.site.chargers.filter(\.gridForming).count) grid-forming), \(c.site.vehicles.count) vehicles"
       )
-      print(
-        "  plant: simulated, following \(scenario.name) from minute \(c.plant.startMinute ?? 0) at \(c.plant.speed ?? 1)x"
-      )
+      if let scenario, let plant = c.plant {
+        print(
+          "  plant: simulated, following \(scenario.name) from minute \(plant.startMinute ?? 0) at \(plant.speed ?? 1)x"
+        )
+      } else {
+        let sync = c.time.map { $0.synchronized == "kernel" ? "the kernel's NTP status" : "\($0.synchronized)" } ?? ""
+        print("  field site: the building the appliance is wired to; time zone \(c.time?.zone ?? "?"), clock trusted from \(sync)")
+        print(
+          "  demand: \(Int(c.site.demandIntervalSeconds / 60))-minute intervals, billing periods from day \(c.billing.cycleStartDay); grid import from \(Self.demandSource(c))"
+        )
+        print("  state: \(c.state?.path ?? "?") (peak, interval in progress, histories, instructions, events)")
+      }
       print(
         "  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s, ramp \(Int(c.control.enterServiceRampSeconds)) s"
       )
+      if let mqtt = c.mqtt {
+        print(
+          "  mqtt: \(mqtt.username ?? "anonymous")@\(mqtt.host):\(mqtt.port), panels under \(mqtt.topicPrefix ?? "")/ (commands from \(mqtt.topicPrefix ?? "")/command/<user>)"
+        )
+      }
+      for m in c.meters {
+        print(
+          "  meter \(m.id): \(m.role.rawValue) on \(m.topic)\(m.value.map { " at \($0)" } ?? ""), \(m.unit.rawValue), stale after \(m.staleAfterSeconds) s"
+        )
+      }
       if let gpio = c.gpio {
         let pins = gpio.pins
         print(
@@ -72,5 +92,14 @@ struct CheckConfig: ParsableCommand {
         print("  upload: none (no central: section)")
       }
     }
+  }
+
+  /// Which source the field site's demand meter counts (see `GridImportSource`).
+  static func demandSource(_ c: SiteConfiguration) -> String {
+    var sources: [String] = []
+    if let grid = c.meters.first(where: { $0.role == .gridImport }) { sources.append("grid meter \(grid.id)") }
+    if c.gpio?.pulseMeter != nil { sources.append("the utility meter's pulses") }
+    if c.meters.contains(where: { $0.role == .buildingLoad }) { sources.append("building meters + chargers") }
+    return sources.isEmpty ? "NOTHING (add a grid_import meter, a pulse meter or building meters)" : sources.joined(separator: ", then ")
   }
 }

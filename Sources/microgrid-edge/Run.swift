@@ -7,6 +7,7 @@ import Foundation
 import GPIO
 import Logging
 import ServiceLifecycle
+import SimulatedSite
 import SiteModel
 import Simulation
 import Store
@@ -70,18 +71,27 @@ struct Run: AsyncParsableCommand {
   func run() async throws {
     StartupSignals.install()
     var loaded: SiteConfigurationFile.Loaded!
-    var simulated: (scenario: Scenario, start: Int)!
+    var simulated: (scenario: Scenario, start: Int)?
     var stopSeconds: Double?
     try exitOnInputError {
       loaded = try SiteConfigurationFile.load(path: config, environment: ProcessInfo.processInfo.environment)
-      let scenario = try loaded.configuration.simulatedScenario()
-      let start = startMinute ?? loaded.configuration.plant.startMinute ?? 0
-      guard start >= 0, start < scenario.durationMinutes else {
-        throw InputError(
-          source: "--start-minute",
-          message: "\(start) is outside the scenario's 0..<\(scenario.durationMinutes) minutes")
+      if let plant = loaded.configuration.plant {
+        let scenario = try loaded.configuration.simulatedScenario()
+        let start = startMinute ?? plant.startMinute ?? 0
+        guard start >= 0, start < scenario.durationMinutes else {
+          throw InputError(
+            source: "--start-minute",
+            message: "\(start) is outside the scenario's 0..<\(scenario.durationMinutes) minutes")
+        }
+        simulated = (scenario, start)
+      } else {
+        if startMinute != nil {
+          throw InputError(source: "--start-minute", message: "only a simulated plant has a scenario to start in")
+        }
+        if let speed, speed != 1 {
+          throw InputError(source: "--speed", message: "the field site runs in real time (1), not \(speed)")
+        }
       }
-      simulated = (scenario, start)
       if let stopAfter {
         guard let seconds = parseDuration(stopAfter) else {
           throw InputError(source: "--stop-after", message: "'\(stopAfter)' is not a duration like 90s, 30m or 6h")
@@ -91,7 +101,6 @@ struct Run: AsyncParsableCommand {
       if let speed, !(speed > 0) { throw InputError(source: "--speed", message: "must be above 0") }
     }
     let configuration = loaded.configuration
-    let (scenario, firstMinute) = simulated!
     let level = Logger.Level(rawValue: configuration.logging.level ?? "info") ?? .info
     LoggingSystem.bootstrap { label in
       var handler = StreamLogHandler.standardOutput(label: label)
@@ -105,7 +114,7 @@ struct Run: AsyncParsableCommand {
     }
 
     var loop = ControlLoopService.Configuration()
-    loop.speed = speed ?? configuration.plant.speed ?? 1
+    loop.speed = speed ?? configuration.plant?.speed ?? 1
     loop.stopAfterSeconds = stopSeconds
     loop.statusEverySeconds = configuration.logging.statusEverySeconds ?? 900
 
@@ -117,11 +126,27 @@ struct Run: AsyncParsableCommand {
     let recording = configuration.store.map { store in
       Self.recording(store: store, configuration: configuration, speed: loop.speed, logger: logger)
     }
+    // The appliance's own state (the field site): the period's peak, the interval in
+    // progress, the histories, staff's instructions and events, across restarts.
+    var state: SiteState?
+    if simulated == nil, let section = configuration.state {
+      do {
+        state = try SiteState(path: section.path, logger: logger)
+      } catch {
+        // Without it the appliance still runs, from memory, and says so.
+        logger.error("state store \(section.path) cannot be opened (\(error)); state is kept in memory only")
+      }
+    }
     let status = SiteStatus(
       site: configuration.site, meters: meters,
       enterServiceDelaySeconds: configuration.control.enterServiceDelaySeconds, recorder: recording?.recorder,
-      logger: logger)
-    // Chargers with drivers of their own: OCPP charge points and MQTT gateways. The
+      state: state, logger: logger)
+    if simulated == nil, configuration.state != nil, state == nil {
+      status.setAlarm(
+        "state-store", .critical, "the state store \(configuration.state!.path) cannot be opened; nothing survives a restart",
+        active: true)
+    }
+    // Chargers with drivers of their own: OCPP charge points and MQTT gateways. A
     // simulated plant leaves them alone and counts what they measure.
     let chargers = Self.chargerDrivers(configuration: configuration, logger: logger)
     let fleet = chargers.all.isEmpty ? nil : ChargerFleet(drivers: chargers.all, status: status)
@@ -131,9 +156,6 @@ struct Run: AsyncParsableCommand {
           source: "--speed", message: "must be 1 when chargers are on OCPP or MQTT (they run in real time)")
       }
     }
-    let scenarioSite = SimulatedSiteIO(
-      scenario: scenario, startMinute: firstMinute, meteredBuilding: meters,
-      externalChargers: fleet.map { fleet in .init(indices: fleet.indices, measuredKW: { fleet.measuredKW }) })
     var panel: PanelService?
     if let mqtt = configuration.mqtt {
       do {
@@ -149,8 +171,9 @@ struct Run: AsyncParsableCommand {
     var field: FieldIO?
     if let gpio = configuration.gpio {
       let backend = gpio.makeBackend(simulatedSpeed: loop.speed)
-      if let simulated = backend as? SimulatedGPIO {
-        wiring.append(SimulatedWiring(gpio: simulated, section: gpio))
+      // A simulated plant drives simulated pins; at the field site they are the building's.
+      if simulated != nil, let pins = backend as? SimulatedGPIO {
+        wiring.append(SimulatedWiring(gpio: pins, section: gpio))
       }
       do {
         field = try FieldIO(
@@ -160,36 +183,65 @@ struct Run: AsyncParsableCommand {
       }
       wiring.append(field!)
       field!.start()
-      let c = configuration.control
-      logger.info(
-        "outage sequence timings",
-        metadata: [
-          "utility_debounce_ms":
-            "\(gpio.inputs.utilityAvailable?.debounceMs ?? FieldIO.defaultDebounceMs(.utilityAvailable))",
-          "transfer_confirm_s": "\(c.transferConfirmSeconds)", "transfer_retry_s": "\(c.transferRetrySeconds)",
-          "load_restore_step_s": "\(c.loadRestoreStepSeconds)", "load_restore_hours": "\(c.loadRestoreHours)",
-          "enter_service_delay_s": "\(c.enterServiceDelaySeconds)",
-          "enter_service_ramp_s": "\(c.enterServiceRampSeconds)",
-          "shed_groups": "\(configuration.site.sheddableLoads.map(\.id))",
-        ])
+      Self.logOutageTimings(configuration, gpio: gpio, logger: logger)
     }
     // The utility's voltage and frequency, when they decide (or help decide) its presence.
     if let utility = configuration.utility, utility.detect != .contact, let meters {
       wiring.append(UtilitySense(section: utility, meters: meters))
     }
     // The chargers' own state first: the meters work out the building from it.
-    let overlays: [any SnapshotOverlay] =
-      (fleet.map { [$0] } ?? []) + (meters.map { [$0] } ?? []) + wiring + [status]
+    let drivers: [any SnapshotOverlay] = (fleet.map { [$0] } ?? []) + (meters.map { [$0] } ?? []) + wiring
+    let site: any SiteIO
+    let overlays: [any SnapshotOverlay]
+    var simulatedSite: SimulatedSiteIO?
+    if let (scenario, firstMinute) = simulated {
+      var metered: SimulatedSiteIO.MeteredBuilding?
+      if let meters { metered = { chargers in meters.building(chargers: chargers).kW } }
+      var external: SimulatedSiteIO.ExternalChargers?
+      if let fleet { external = .init(indices: fleet.indices, measuredKW: { fleet.measuredKW }) }
+      let io = SimulatedSiteIO(
+        scenario: scenario, startMinute: firstMinute, meteredBuilding: metered, externalChargers: external)
+      simulatedSite = io
+      site = io
+      overlays = drivers + [status]
+    } else {
+      let time = configuration.time!
+      var fieldConfiguration = FieldSite.Configuration(
+        timeZone: time.siteTimeZone,
+        demandMeter: .init(
+          intervalSeconds: configuration.site.demandIntervalSeconds,
+          billingCycleDay: configuration.billing.cycleStartDay))
+      fieldConfiguration.saveEverySeconds = 5
+      var pulse: (@Sendable () -> Double?)?
+      if let field { pulse = { field.pulseMeterKW() } }
+      var chargersKW: (@Sendable () -> Double)?
+      if let fleet { chargersKW = { fleet.measuredKW } }
+      let source = GridImportSource(meters: meters, pulseMeterKW: pulse, chargersKW: chargersKW)
+      let fieldSite = FieldSite(
+        site: configuration.site, configuration: fieldConfiguration,
+        clock: SystemClock(synchronization: time.synchronization), drivers: drivers,
+        gridImport: { source.reading($0) }, state: state, status: status, logger: logger)
+      status.connectPeriodPeak { kW in fieldSite.setPeriodPeak(kW: kW) }
+      site = fieldSite
+      // Staff's instructions last: they may hold what the drivers report.
+      overlays = [status]
+      if source.meters == nil && source.pulseMeterKW == nil {
+        logger.warning("no meter is configured: the appliance cannot see the building's demand; safe state")
+      }
+    }
     let observers: [any StepObserver] =
       [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? [])
     let service = ControlLoopService(
-      controller: Controller(site: configuration.site, settings: configuration.control), io: scenarioSite,
+      controller: Controller(site: configuration.site, settings: configuration.control), io: site,
       configuration: loop, logger: logger, overlays: overlays, observers: observers,
-      actuators: (field.map { [$0] } ?? []) + (fleet.map { [$0] } ?? []), trigger: trigger, status: status)
+      actuators: (field.map { [$0] } ?? []) + (fleet.map { [$0] } ?? []), trigger: trigger, status: status,
+      memory: state)
     logger.info(
       "microgrid-edge \(MicrogridEdge.configuration.version) starting",
       metadata: [
-        "site": "\(configuration.site.name)", "config": "\(config)", "plant": "\(configuration.plant.kind.rawValue)",
+        "site": "\(configuration.site.name)", "config": "\(config)",
+        "plant": "\(configuration.plant?.kind.rawValue ?? "none: the field site")",
+        "time_zone": "\(configuration.time?.zone ?? "scenario")",
       ])
     if configuration.store == nil {
       logger.warning("no store: section; the appliance keeps no records for the central program")
@@ -215,14 +267,33 @@ struct Run: AsyncParsableCommand {
     try await group.run()
     field?.stop()
     recording?.outbox.store?.close()
-    let violations = await scenarioSite.violations
     let steps = await service.steps
+    guard let simulatedSite else {
+      logger.info("stopped", metadata: ["steps": "\(steps)"])
+      return
+    }
+    let violations = await simulatedSite.violations
     if violations.isEmpty {
       logger.info("stopped; the simulated site saw no safety violation", metadata: ["steps": "\(steps)"])
     } else {
       logger.critical("the simulated site saw safety violations", metadata: ["violations": "\(violations)"])
       throw ExitCode(1)
     }
+  }
+
+  static func logOutageTimings(_ configuration: SiteConfiguration, gpio: GPIOSection, logger: Logger) {
+    let c = configuration.control
+    logger.info(
+      "outage sequence timings",
+      metadata: [
+        "utility_debounce_ms":
+          "\(gpio.inputs.utilityAvailable?.debounceMs ?? FieldIO.defaultDebounceMs(.utilityAvailable))",
+        "transfer_confirm_s": "\(c.transferConfirmSeconds)", "transfer_retry_s": "\(c.transferRetrySeconds)",
+        "load_restore_step_s": "\(c.loadRestoreStepSeconds)", "load_restore_hours": "\(c.loadRestoreHours)",
+        "enter_service_delay_s": "\(c.enterServiceDelaySeconds)",
+        "enter_service_ramp_s": "\(c.enterServiceRampSeconds)",
+        "shed_groups": "\(configuration.site.sheddableLoads.map(\.id))",
+      ])
   }
 }
 

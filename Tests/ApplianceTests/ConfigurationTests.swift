@@ -1,4 +1,5 @@
 import Foundation
+import SimulatedSite
 import SiteModel
 import Testing
 
@@ -111,7 +112,7 @@ struct ConfigurationTests {
     #expect(c.site.chargers[1].maxChargeKW == 50)
     #expect(c.site.chargers[0].maxChargeKW == 60)
     #expect(c.control.departureMarginSeconds == 600)
-    #expect(c.plant.speed == 60)
+    #expect(c.plant?.speed == 60)
     #expect(c.logging.level == "debug")
     #expect(loaded.overrides["site.import_limit_kw"] == "MGE_SITE__IMPORT_LIMIT_KW")
   }

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import SiteModel
+import SimulatedSite
 import Simulation
 import Testing
 
@@ -49,7 +50,7 @@ struct ControlLoopServiceTests {
     var loop = ControlLoopService.Configuration()
     loop.speed = 1_000_000
     loop.stopAfterSeconds = 4 * 3600
-    let io = SimulatedSiteIO(scenario: scenario, startMinute: configuration.plant.startMinute!)
+    let io = SimulatedSiteIO(scenario: scenario, startMinute: configuration.plant!.startMinute!)
     let service = ControlLoopService(
       controller: Controller(site: configuration.site, settings: configuration.control), io: io,
       configuration: loop, logger: Logger(label: "test"))

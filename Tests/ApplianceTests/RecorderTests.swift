@@ -33,9 +33,9 @@ struct RecorderTests {
     let snapshot = Snapshot(
       time: t, localTime: LocalTime(seconds: 0), periodSeconds: 1, buildingDemandKW: 200, utilityAvailable: utility,
       chargers: [ChargerReading(vehicle: vehicle, measuredKW: kw)])
+    let decisions = Decisions(setpointsKW: [kw], transferSwitch: command, mode: mode, demandTargetKW: 300)
     return StepRecord(
-      snapshot: snapshot,
-      decisions: Decisions(setpointsKW: [kw], transferSwitch: command, mode: mode, demandTargetKW: 300),
+      snapshot: snapshot, proposal: decisions, decisions: decisions,
       applied: AppliedStep(gridKW: 230, servedKW: 200, chargerKW: [kw]),
       wallTime: Date(timeIntervalSince1970: 1_784_000_000 + t), utilityStable: utility, sequence: Int(t))
   }

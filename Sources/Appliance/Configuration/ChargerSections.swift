@@ -22,14 +22,41 @@ public struct OCPPSection: Codable, Sendable, Hashable {
   public struct Charger: Codable, Sendable, Hashable {
     /// One of the site's `chargers:` ids; the charge point connects as `<path>/<id>`.
     public var id: String
-    /// Its Basic-auth password (OCPP's BasicAuthPassword on the charger).
+    /// Its Basic-auth password (OCPP's BasicAuthPassword on the charger), or
+    /// `password_file`: a file whose first line is the password (mode 640, kept out of
+    /// the configuration, as on the appliance). Exactly one of the two.
     public var password: String
+    public var passwordFile: String?
     /// The password the upstream platform expects for this charger, if any.
     public var upstreamPassword: String?
 
     enum CodingKeys: String, CodingKey {
       case id, password
+      case passwordFile = "password_file"
       case upstreamPassword = "upstream_password"
+    }
+
+    public init(id: String, password: String, passwordFile: String? = nil, upstreamPassword: String? = nil) {
+      self.id = id
+      self.password = password
+      self.passwordFile = passwordFile
+      self.upstreamPassword = upstreamPassword
+    }
+
+    public init(from decoder: any Decoder) throws {
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      id = try c.decode(String.self, forKey: .id)
+      password = try c.decodeIfPresent(String.self, forKey: .password) ?? ""
+      passwordFile = try c.decodeIfPresent(String.self, forKey: .passwordFile)
+      upstreamPassword = try c.decodeIfPresent(String.self, forKey: .upstreamPassword)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(id, forKey: .id)
+      if passwordFile == nil { try c.encode(password, forKey: .password) }
+      try c.encodeIfPresent(passwordFile, forKey: .passwordFile)
+      try c.encodeIfPresent(upstreamPassword, forKey: .upstreamPassword)
     }
   }
 
@@ -87,7 +114,23 @@ public struct OCPPSection: Codable, Sendable, Hashable {
     guard setpointRefreshSeconds >= 1 else { throw fail(["setpoint_refresh_seconds"], "must be 1 or more") }
     guard !chargers.isEmpty else { throw fail(["chargers"], "lists no charger: name the site's OCPP chargers") }
     var seen: Set<String> = []
-    for (i, c) in chargers.enumerated() {
+    var resolved = chargers
+    for (i, var c) in chargers.enumerated() {
+      if let file = c.passwordFile {
+        guard c.password.isEmpty else {
+          throw fail(["chargers", String(i), "password_file"], "give password or password_file, not both")
+        }
+        let path = MQTTSection.resolve(file, base: base)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+          let first = text.split(separator: "\n", omittingEmptySubsequences: false).first,
+          !first.trimmingCharacters(in: .whitespaces).isEmpty
+        else {
+          throw fail(["chargers", String(i), "password_file"], "cannot read a password from \(path) (its first line)")
+        }
+        c.password = first.trimmingCharacters(in: .whitespaces)
+        c.passwordFile = path
+        resolved[i] = c
+      }
       guard site.chargerIndex(id: c.id) != nil else {
         throw fail(
           ["chargers", String(i), "id"], "'\(c.id)' is not one of the site's chargers \(site.chargers.map(\.id))")
@@ -103,6 +146,7 @@ public struct OCPPSection: Codable, Sendable, Hashable {
       }
     }
     var s = self
+    s.chargers = resolved
     s.tlsCertificate = tlsCertificate.map { MQTTSection.resolve($0, base: base) }
     s.tlsKey = tlsKey.map { MQTTSection.resolve($0, base: base) }
     return s

@@ -2,14 +2,21 @@ import Control
 import Foundation
 import SiteFiles
 import SiteModel
-import Simulation
 
 /// The site configuration the daemon runs from: the site description, the controller's
 /// settings, where its inputs and outputs are, and logging. See docs/configuration.md.
 public struct SiteConfiguration: Sendable {
   public var site: SiteDescription
   public var control: ControlSettings
-  public var plant: PlantSection
+  /// A simulated building for demos and tests (`plant: {kind: simulated, ...}`); nil: the
+  /// building the appliance is wired to (the field site).
+  public var plant: PlantSection?
+  /// The site's time zone and clock (required for the field site).
+  public var time: TimeSection?
+  public var billing = BillingSection()
+  /// Where the appliance's own state is kept (the field site; default beside the store, or
+  /// /var/lib/microgrid-edge/state.db).
+  public var state: StateSection?
   public var logging: LoggingSection
   /// The building's MQTT broker: meters in, panels (nil: no MQTT). See docs/mqtt-api.md.
   public var mqtt: MQTTSection?
@@ -42,7 +49,7 @@ public struct SiteConfiguration: Sendable {
             .init(
               codingPath: decoder.codingPath,
               debugDescription:
-                "'\(text)' is not a plant this build can drive; it knows: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")) (GPIO, MQTT and OCPP drivers come later)"
+                "'\(text)' is not a plant this build can simulate; it knows: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")) (leave plant: out to run the building the appliance is wired to)"
             ))
         }
         self = kind
@@ -96,7 +103,10 @@ struct ConfigurationFileImage: Codable {
   var chargers: [ChargerSpec]
   var vehicles: [VehicleSpec]
   var control: ControlSettings?
-  var plant: SiteConfiguration.PlantSection
+  var plant: SiteConfiguration.PlantSection?
+  var time: TimeSection?
+  var billing: BillingSection?
+  var state: StateSection?
   var logging: SiteConfiguration.LoggingSection?
   var mqtt: MQTTSection?
   var meters: [MeterSpec]?
@@ -108,7 +118,8 @@ struct ConfigurationFileImage: Codable {
   var mqttChargers: [MQTTChargerSpec]?
 
   enum CodingKeys: String, CodingKey {
-    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio, utility, ocpp
+    case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio, utility, ocpp,
+      time, billing, state
     case demandIntervalMinutes = "demand_interval_minutes"
     case mqttChargers = "mqtt_chargers"
   }
@@ -152,20 +163,21 @@ public enum SiteConfigurationFile {
       throw document.error(at: ["logging", "status_every_seconds"], "must be above 0")
     }
     var plant = image.plant
-    switch plant.kind {
-    case .simulated:
-      guard let scenario = plant.scenario else {
+    switch plant?.kind {
+    case nil: break
+    case .simulated?:
+      guard let scenario = plant!.scenario else {
         throw document.error(at: ["plant", "scenario"], "missing: a simulated plant follows a scenario directory")
       }
       // Relative to the configuration file, so a checkout can be run from anywhere.
       if !scenario.hasPrefix("/") {
         let base = (path as NSString).deletingLastPathComponent
-        plant.scenario = ((base.isEmpty ? "." : base) as NSString).appendingPathComponent(scenario)
+        plant!.scenario = ((base.isEmpty ? "." : base) as NSString).appendingPathComponent(scenario)
       }
-      if let speed = plant.speed, !(speed > 0) {
+      if let speed = plant!.speed, !(speed > 0) {
         throw document.error(at: ["plant", "speed"], "must be above 0 (1 is real time)")
       }
-      if let start = plant.startMinute, start < 0 {
+      if let start = plant!.startMinute, start < 0 {
         throw document.error(at: ["plant", "start_minute"], "must be 0 or more")
       }
     }
@@ -214,7 +226,7 @@ public enum SiteConfigurationFile {
       throw document.error(at: ["mqtt_chargers"], "MQTT chargers need an mqtt: section naming the broker")
     }
     // Real chargers live in real time: a sped-up plant would misread their departures.
-    if configuration.ocpp != nil || !configuration.mqttChargers.isEmpty, let speed = plant.speed, speed != 1 {
+    if configuration.ocpp != nil || !configuration.mqttChargers.isEmpty, let speed = plant?.speed, speed != 1 {
       throw document.error(
         at: ["plant", "speed"], "must be 1 when chargers are on OCPP or MQTT (they run in real time)")
     }
@@ -223,55 +235,25 @@ public enum SiteConfigurationFile {
     if configuration.central != nil && configuration.store == nil {
       throw document.error(at: ["central"], "uploads come from the record store: add a store: section with its path")
     }
+    configuration.time = try image.time?.validated(document: document, base: base)
+    configuration.billing = try (image.billing ?? BillingSection()).validated(document: document)
+    configuration.state = try image.state?.validated(document: document, base: base)
+    if plant == nil {
+      // The field site: the building the appliance is wired to.
+      guard configuration.time != nil else {
+        throw document.error(
+          at: ["time", "zone"],
+          "missing: the appliance runs the building it is wired to (no plant:), on the site's clock; name its time zone, e.g. time: {zone: America/New_York}"
+        )
+      }
+      if configuration.state == nil {
+        let folder = configuration.store.map { ($0.path as NSString).deletingLastPathComponent }
+        configuration.state = StateSection(
+          path: folder.map { ($0 as NSString).appendingPathComponent("state.db") } ?? StateSection.defaultPath)
+      }
+    }
     return Loaded(
       configuration: configuration, warnings: document.unknownKeys(comparedWith: image),
       overrides: document.overrides)
-  }
-}
-
-extension SiteConfiguration {
-  /// The scenario a simulated plant follows, checked against this site: every charger and
-  /// vehicle it names must be configured here (by id), and its sessions must fit the
-  /// configured batteries. Ratings, reserves and limits come from this configuration.
-  public func simulatedScenario() throws(InputError) -> Scenario {
-    guard let directory = plant.scenario else {
-      throw InputError(source: source, field: "plant.scenario", message: "missing")
-    }
-    var scenario = try Scenario.load(directory: directory)
-    for c in scenario.site.chargers where site.chargerIndex(id: c.id) == nil {
-      throw InputError(
-        source: source, field: "chargers",
-        message: "the scenario \(directory) has charger \(c.id), which is not configured here")
-    }
-    for v in scenario.site.vehicles where site.vehicleIndex(id: v.id) == nil {
-      throw InputError(
-        source: source, field: "vehicles",
-        message: "the scenario \(directory) has vehicle \(v.id), which is not configured here")
-    }
-    if let start = plant.startMinute, start >= scenario.durationMinutes {
-      throw InputError(
-        source: source, field: "plant.start_minute",
-        message: "\(start) is past the scenario's end (\(scenario.durationMinutes) minutes)")
-    }
-    // The configuration is the one source of truth for the site; the scenario supplies
-    // only what happens there. Re-index its sessions onto the configured chargers.
-    var remapped: [Session] = []
-    remapped.reserveCapacity(scenario.sessions.count)
-    for var session in scenario.sessions {
-      session.charger = site.chargerIndex(id: scenario.site.chargers[session.charger].id)!
-      session.vehicle = site.vehicleIndex(id: scenario.site.vehicles[session.vehicle].id)!
-      let vehicle = site.vehicles[session.vehicle]
-      if max(session.arriveKWh, session.departMinKWh) > vehicle.batteryKWh {
-        throw InputError(
-          source: source, field: "vehicles",
-          message:
-            "\(vehicle.id)'s \(vehicle.batteryKWh) kWh battery is smaller than its session on line \(session.line) of the scenario's sessions.csv needs"
-        )
-      }
-      remapped.append(session)
-    }
-    scenario.sessions = remapped
-    scenario.site = site
-    return scenario
   }
 }

@@ -401,6 +401,16 @@ public final class FieldIO: SnapshotOverlay, DecisionActuator, Sendable {
     state.withLock { s in s.levels.values.compactMap(\.pendingAcceptance).min() }
   }
 
+  /// The utility meter's pulses as a demand source: its power now, nil without a pulse
+  /// meter, before its first interval, or while it is silent past its staleness.
+  public func pulseMeterKW() -> Double? {
+    let now = backend.nowNanoseconds()
+    return state.withLock { s in
+      guard let pulse = s.pulse, !pulse.isStale(at: now) else { return nil }
+      return pulse.kW(at: now)
+    }
+  }
+
   // MARK: - For panels and gpio-check
 
   public struct View: Sendable {

@@ -31,6 +31,11 @@ public actor ControlLoopService: Service {
   private let actuators: [any DecisionActuator]
   private let trigger: StepTrigger?
   private let status: SiteStatus?
+  /// Where the controller's load and session histories are kept across restarts (nil: a
+  /// simulated plant, whose timeline is its scenario's).
+  private let memory: SiteState?
+  private var historiesRestored = false
+  private var savedHistoryInterval: Int?
   /// Steps run so far (for tests and the final log line).
   public private(set) var steps = 0
   public private(set) var lastDecisions: Decisions?
@@ -46,8 +51,10 @@ public actor ControlLoopService: Service {
   public init(
     controller: Controller, io: any SiteIO, configuration: Configuration, logger: Logger,
     overlays: [any SnapshotOverlay] = [], observers: [any StepObserver] = [],
-    actuators: [any DecisionActuator] = [], trigger: StepTrigger? = nil, status: SiteStatus? = nil
+    actuators: [any DecisionActuator] = [], trigger: StepTrigger? = nil, status: SiteStatus? = nil,
+    memory: SiteState? = nil
   ) {
+    self.memory = memory
     self.actuators = actuators
     self.controller = controller
     self.io = io
@@ -85,7 +92,34 @@ public actor ControlLoopService: Service {
         await Task.yield()
       }
     }
+    saveHistories()
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
+  }
+
+  /// The controller's histories are taken back once the wall clock can be trusted (the
+  /// timeline is anchored to it), and kept at every demand interval and on a clean stop.
+  private func rememberHistories(_ s: Snapshot) {
+    guard let memory, s.utcSeconds != nil else { return }
+    if !historiesRestored {
+      historiesRestored = true
+      if let saved = memory.loadHistories() {
+        let ok = controller.restore(loadHistory: saved.load, sessionHistory: saved.sessions)
+        logger.notice(
+          ok ? "load and session history restored" : "load history kept for another demand interval; starting afresh",
+          metadata: [
+            "load_intervals": "\(saved.load.intervalsSeen)", "sessions": "\(saved.sessions.sessions.count)",
+          ])
+      }
+      savedHistoryInterval = controller.loadHistory.currentInterval
+      return
+    }
+    if controller.loadHistory.currentInterval != savedHistoryInterval { saveHistories() }
+  }
+
+  private func saveHistories() {
+    guard let memory, historiesRestored else { return }
+    savedHistoryInterval = controller.loadHistory.currentInterval
+    memory.saveHistories(load: controller.loadHistory, sessions: controller.sessionHistory)
   }
 
   private func logStart(_ message: Logger.Message) {
@@ -149,6 +183,7 @@ public actor ControlLoopService: Service {
       let earliest = lastStep.advanced(by: min(configuration.minimumStepGap, realPeriod))
       if clock.now < earliest && !trigger.takeUrgent() { try? await Task.sleep(until: earliest, clock: clock) }
     }
+    saveHistories()
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
   }
 
@@ -157,7 +192,11 @@ public actor ControlLoopService: Service {
   public func step(advancing: Double? = nil) async throws {
     var snapshot = try await io.snapshot(periodSeconds: configuration.periodSeconds)
     for overlay in overlays { overlay.overlay(&snapshot) }
-    let decisions = controller.step(snapshot)
+    // Read, decide (the controller's proposal, then the safety filter as its own stage),
+    // write.
+    let proposal = controller.propose(snapshot)
+    let decisions = controller.filter(proposal, snapshot)
+    rememberHistories(snapshot)
     // Wired outputs first (the transfer switch, the relays: local and fast), then the
     // chargers.
     for actuator in actuators { actuator.actuate(decisions, snapshot) }
@@ -165,7 +204,8 @@ public actor ControlLoopService: Service {
     steps += 1
     if !observers.isEmpty {
       let record = StepRecord(
-        snapshot: snapshot, decisions: decisions, applied: applied, wallTime: Date(),
+        snapshot: snapshot, proposal: proposal, decisions: decisions, applied: applied,
+        wallTime: snapshot.utcSeconds.map { Date(timeIntervalSince1970: $0) } ?? Date(),
         utilityStable: controller.grid.utilityStable(
           at: snapshot.time, delay: controller.settings.enterServiceDelaySeconds),
         sequence: steps)

@@ -17,6 +17,9 @@ public protocol StepObserver: Sendable {
 public struct StepRecord: Sendable {
   /// What the controller saw (with every overlay).
   public var snapshot: Snapshot
+  /// What the controller proposed, before the safety filter.
+  public var proposal: Decisions
+  /// What was carried out: the proposal after the safety filter.
   public var decisions: Decisions
   public var applied: AppliedStep
   public var wallTime: Date

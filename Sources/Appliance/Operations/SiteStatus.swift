@@ -10,11 +10,14 @@ import Synchronization
 public enum PanelCommand: Sendable, Hashable {
   case control(OperatorCommand)
   case acknowledgeAlarm(String)
+  /// The utility's own reading of the billing period's peak, when it differs from ours.
+  case setPeriodPeak(kW: Double)
 
   public var name: String {
     switch self {
     case .control(let c): c.name
     case .acknowledgeAlarm: "acknowledge_alarm"
+    case .setPeriodPeak: "set_period_peak"
     }
   }
 }
@@ -49,16 +52,51 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
   public let enterServiceDelaySeconds: Double
   /// Alarms and panel commands become records through it (nil: no store).
   public let recorder: Recorder?
+  /// Where staff's instructions are kept across restarts (nil: in memory only).
+  public let state: SiteState?
+  /// The field site's demand meter, for `set_period_peak` (nil: a simulated plant).
+  private let periodPeak = Mutex<(@Sendable (Double) -> OperatorOverrides.Outcome)?>(nil)
 
   public init(
     site: SiteDescription, meters: MeterInputs?, enterServiceDelaySeconds: Double = 300, recorder: Recorder? = nil,
-    logger: Logger
+    state: SiteState? = nil, logger: Logger
   ) {
     self.recorder = recorder
     self.site = site
     self.enterServiceDelaySeconds = enterServiceDelaySeconds
     self.meters = meters
     self.logger = logger
+    self.state = state
+    if let saved = state?.loadOverrides() {
+      var overrides = saved
+      let dropped = overrides.restoredAfterRestart()
+      inner.withLock { $0.overrides = overrides }
+      logger.notice(
+        "staff's instructions restored",
+        metadata: [
+          "demand_target_kw": "\(overrides.demandTargetKW.map { "\($0)" } ?? "auto")",
+          "held": "\(overrides.heldVehicles.sorted())", "v2x_paused": "\(overrides.dischargePaused)",
+          "events": "\(overrides.events.keys.sorted())",
+        ])
+      for note in dropped {
+        logger.warning("\(note)")
+        recorder?.event("instruction_dropped", at: Date(), [("reason", RecordJSON.string(note))])
+      }
+      if !dropped.isEmpty { state?.saveOverrides(overrides) }
+    }
+    state?.onWriteProblem { [weak self] problem in
+      self?.setAlarm("state-store", .critical, problem ?? "", active: problem != nil)
+    }
+    if let aside = state?.movedAside {
+      inner.withLock { s in
+        _ = s.alarms.raise("state-store-replaced", .warning, "state store replaced: \(aside)", at: Date())
+      }
+    }
+  }
+
+  /// Connects `set_period_peak` to the field site's demand meter.
+  public func connectPeriodPeak(_ set: @escaping @Sendable (Double) -> OperatorOverrides.Outcome) {
+    periodPeak.withLock { $0 = set }
   }
 
   public var view: View {
@@ -78,9 +116,11 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
 
   public func observe(_ step: StepRecord) {
     let statuses = meters?.statuses() ?? []
-    let (notes, changes) = inner.withLock { s -> ([String], [AlarmChange]) in
+    let (notes, changes, changed) = inner.withLock { s -> ([String], [AlarmChange], OperatorOverrides?) in
       s.last = step
+      let before = s.overrides
       let notes = s.overrides.observe(step.snapshot, step.decisions)
+      let changed = s.overrides != before ? s.overrides : nil
       var changes: [AlarmChange] = []
       for m in statuses {
         let what =
@@ -103,8 +143,9 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
         s.siteIOFailing = false
         changes += Self.set(&s, "site-io", .critical, "", active: false, at: step.wallTime)
       }
-      return (notes, changes)
+      return (notes, changes, changed)
     }
+    if let changed { state?.saveOverrides(changed) }
     for note in notes { logger.notice("\(note)") }
     report(changes)
   }
@@ -167,13 +208,25 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
 
   /// Checks and carries out a command; the outcome is what the panel is told.
   public func execute(_ command: PanelCommand, by user: String) -> OperatorOverrides.Outcome {
+    if case .setPeriodPeak(let kW) = command {
+      inner.withLock { $0.commandsHandled += 1 }
+      guard let set = periodPeak.withLock({ $0 }) else {
+        return .refused("the period's peak is the simulated plant's; it cannot be set")
+      }
+      return set(kW)
+    }
+    var changed: OperatorOverrides?
     let outcome = inner.withLock { s -> OperatorOverrides.Outcome in
       s.commandsHandled += 1
       switch command {
+      case .setPeriodPeak: return .refused("unreachable")
       case .control(let c):
-        return s.overrides.apply(
+        let before = s.overrides
+        let outcome = s.overrides.apply(
           c, by: user, site: site, snapshot: s.last?.snapshot, mode: s.last?.decisions.mode,
           utilityStable: s.last?.utilityStable ?? false, enterServiceDelaySeconds: enterServiceDelaySeconds)
+        if s.overrides != before { changed = s.overrides }
+        return outcome
       case .acknowledgeAlarm("all"):
         let ids = s.alarms.listed.filter { $0.acknowledgedBy == nil }.map(\.id)
         for id in ids { _ = s.alarms.acknowledge(id, by: user) }
@@ -189,6 +242,8 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
         }
       }
     }
+    // Kept before the reply goes out: an instruction staff saw applied survives a power cut.
+    if let changed { state?.saveOverrides(changed) }
     return outcome
   }
 }

@@ -24,11 +24,19 @@ enum PanelJSON {
       "site": site.name,
       "site_time": "\(s.localTime)",
       "mode": d.mode.rawValue,
-      "grid_import_kw": round(gridImport(last)),
+      "grid_import_kw": gridImport(last).map { round($0) as Any } ?? NSNull(),
       "building_load_kw": round(s.buildingDemandKW),
       "demand_target_kw": round(d.demandTargetKW),
       "demand_target_source": view.overrides.demandTargetKW == nil ? "auto" : "operator",
       "month_peak_kw": round(s.meter.monthPeakKW),
+      "demand": [
+        "period_peak_kw": round(s.meter.monthPeakKW),
+        "interval_import_kwh": round(s.meter.intervalImportKWh),
+        "interval_measured_s": round(s.meter.intervalElapsedSeconds),
+        "period_day": s.meter.periodDay as Any? ?? NSNull(),
+        "source": s.meter.gridImportSource as Any? ?? NSNull(),
+      ] as [String: Any],
+      "clock_synchronized": !s.wallClockUnsynchronized,
       "utility_available": s.utilityAvailable,
       "transfer_switch": s.transferSwitch.rawValue,
       "loads_shed": d.shedNonCriticalLoads,
@@ -121,10 +129,12 @@ enum PanelJSON {
 
   /// Grid import as the appliance knows it: the building (metered, or the plant's) and
   /// the chargers' own readings while the building is on the utility, none otherwise.
-  static func gridImport(_ step: StepRecord) -> Double {
-    let s = step.snapshot
-    guard s.utilityAvailable && s.transferSwitch == .utility else { return 0 }
-    return s.buildingDemandKW + step.applied.chargerKW.reduce(0, +)
+  /// The one grid-import figure: the site's demand meter (field site), or the simulated
+  /// plant's revenue meter, which counts every charger, driven or simulated. Nil: no source
+  /// could measure it this step.
+  static func gridImport(_ step: StepRecord) -> Double? {
+    if let kW = step.snapshot.meter.gridImportKW { return kW }
+    return step.applied.gridKW.isFinite ? step.applied.gridKW : nil
   }
 
   static func setpoints(_ step: StepRecord, site: SiteDescription, rounded: [Double]) -> String {
@@ -222,9 +232,26 @@ enum PanelJSON {
     case "start_island_test": result = .success(.control(.startIslandTest))
     case "end_island_test": result = .success(.control(.endIslandTest))
     case "acknowledge_alarm": result = string("alarm").map { .acknowledgeAlarm($0) }
+    case "announce_event", "amend_event":
+      func time(_ key: String) -> Result<LocalTime, Problem> {
+        guard let text = fields[key] as? String, let t = CivilDate.parseLocalDateTime(text) else {
+          return .failure(Problem("\(key) must be a site local time like 2026-07-15T14:00"))
+        }
+        return .success(t)
+      }
+      result = string("event").flatMap { event in
+        time("start").flatMap { start in
+          time("end").map { end in .control(.announceEvent(id: event, start: start, end: end)) }
+        }
+      }
+    case "cancel_event": result = string("event").map { .control(.cancelEvent(id: $0)) }
+    case "set_period_peak":
+      result = number("kw").flatMap { kW in
+        kW.map { .success(.setPeriodPeak(kW: $0)) } ?? .failure(Problem("kw must be a number"))
+      }
     default:
       return invalid(
-        "unknown command '\(name.prefix(64))' (known: set_demand_target, hold_vehicle, release_vehicle, set_departure, pause_v2x, resume_v2x, start_island_test, end_island_test, acknowledge_alarm)",
+        "unknown command '\(name.prefix(64))' (known: set_demand_target, hold_vehicle, release_vehicle, set_departure, pause_v2x, resume_v2x, start_island_test, end_island_test, announce_event, amend_event, cancel_event, set_period_peak, acknowledge_alarm)",
         id: id)
     }
     return ParsedCommand(requestID: id, name: name, result: result)

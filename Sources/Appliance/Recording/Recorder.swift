@@ -116,7 +116,8 @@ public final class Recorder: StepObserver {
           kind: .event, time: now, body: RecordJSON.object([("event", RecordJSON.string(name))] + members)))
     }
     let n = RecordJSON.number
-    let grid = PanelJSON.gridImport(step)
+    // A step with no demand measurement counts as 0 here; the demand meter flags it.
+    let grid = PanelJSON.gridImport(step) ?? 0
 
     // Changes of state, as events: the cause (the utility) before the effect (the mode).
     if s.utility != snap.utilityAvailable {

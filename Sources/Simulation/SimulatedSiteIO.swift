@@ -1,32 +1,16 @@
 import SiteModel
-import Simulation
-
-/// The appliance's view of its site: read a snapshot, carry out decisions. The control loop
-/// does not know whether a simulator, GPIO pins, a broker or OCPP chargers are behind it;
-/// later drivers (MQTT meters, GPIO transfer switch, OCPP chargers) implement this too.
-public protocol SiteIO: Sendable {
-  /// What the site looks like now. `periodSeconds` is how long the coming decisions hold.
-  func snapshot(periodSeconds: Double) async throws -> Snapshot
-  /// Carries out the decisions for `periodSeconds`.
-  func apply(_ decisions: Decisions, periodSeconds: Double) async throws -> AppliedStep
-}
-
-/// What happened when decisions were carried out, for logs and records.
-public struct AppliedStep: Sendable {
-  public var gridKW: Double
-  public var servedKW: Double
-  public var chargerKW: [Double]
-}
 
 /// A building, its chargers, vehicles, utility and transfer switch, simulated by the same
 /// plant model as `microgrid-edge simulate`, following a scenario from a start minute.
 ///
-/// With `meteredBuilding`, the building is the one the meters measure (a real building, or
-/// a test's meter gateway) and the plant simulates the rest around it, so that its
-/// physics agree with what the controller sees.
+/// With `meteredBuilding`, the building is the one the meters measure (a test's meter
+/// gateway): given the chargers' readings, it returns the building's load, or nil before
+/// any meter has read. The plant then simulates the rest around it, so that its physics
+/// agree with what the controller sees.
 public actor SimulatedSiteIO: SiteIO {
+  public typealias MeteredBuilding = @Sendable (_ chargers: [ChargerReading]) -> Double?
   private var plant: SitePlant
-  private let meteredBuilding: MeterInputs?
+  private let meteredBuilding: MeteredBuilding?
   private let external: ExternalChargers?
 
   /// Chargers driven from outside the simulation (OCPP, MQTT adapters): the plant gives
@@ -41,7 +25,7 @@ public actor SimulatedSiteIO: SiteIO {
   }
 
   public init(
-    scenario: Scenario, startMinute: Int, meteredBuilding: MeterInputs? = nil, externalChargers: ExternalChargers? = nil
+    scenario: Scenario, startMinute: Int, meteredBuilding: MeteredBuilding? = nil, externalChargers: ExternalChargers? = nil
   ) {
     var scenario = scenario
     if let external = externalChargers {
@@ -54,7 +38,7 @@ public actor SimulatedSiteIO: SiteIO {
 
   public func snapshot(periodSeconds: Double) -> Snapshot {
     var s = plant.snapshot(periodSeconds: periodSeconds)
-    if let kW = meteredBuilding?.building(chargers: s.chargers).kW {
+    if let kW = meteredBuilding?(s.chargers) {
       plant.buildingOverrideKW = kW
       s.buildingDemandKW = kW
     }

@@ -217,7 +217,8 @@ public struct OperatorOverrides: Sendable, Hashable, Codable {
       guard let existing = events.removeValue(forKey: id) else {
         let known = events.keys.sorted()
         return .refused(
-          "no announced event \(id)" + (known.isEmpty ? " (there are none)" : " (announced: \(known.joined(separator: ", ")))"))
+          "no announced event \(id)"
+            + (known.isEmpty ? " (there are none)" : " (announced: \(known.joined(separator: ", ")))"))
       }
       let running = snapshot.map { existing.event.isActive(at: $0.time) } ?? false
       return .applied(running ? "event \(id) cancelled while running: V2X back to normal" : "event \(id) cancelled")
@@ -226,7 +227,10 @@ public struct OperatorOverrides: Sendable, Hashable, Codable {
 
   static func validEventID(_ id: String) -> Bool {
     !id.isEmpty && id.count <= 64
-      && id.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "._-".unicodeScalars.contains($0)) }
+      && id.unicodeScalars.allSatisfy {
+        $0.isASCII
+          && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "._-".unicodeScalars.contains($0))
+      }
   }
 
   /// Taken back after a restart: the standing instructions stay, a departure override

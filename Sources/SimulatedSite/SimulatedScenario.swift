@@ -13,7 +13,8 @@ extension SiteConfiguration {
   public func simulatedScenario() throws(InputError) -> Scenario {
     guard let plant, let directory = plant.scenario else {
       throw InputError(
-        source: source, field: "plant.scenario", message: "missing: no simulated plant is configured (the field site reads no scenario)")
+        source: source, field: "plant.scenario",
+        message: "missing: no simulated plant is configured (the field site reads no scenario)")
     }
     var scenario = try Scenario.load(directory: directory)
     for c in scenario.site.chargers where site.chargerIndex(id: c.id) == nil {

@@ -25,7 +25,8 @@ public actor SimulatedSiteIO: SiteIO {
   }
 
   public init(
-    scenario: Scenario, startMinute: Int, meteredBuilding: MeteredBuilding? = nil, externalChargers: ExternalChargers? = nil
+    scenario: Scenario, startMinute: Int, meteredBuilding: MeteredBuilding? = nil,
+    externalChargers: ExternalChargers? = nil
   ) {
     var scenario = scenario
     if let external = externalChargers {

@@ -40,7 +40,9 @@ struct CheckConfig: ParsableCommand {
         )
       } else {
         let sync = c.time.map { $0.synchronized == "kernel" ? "the kernel's NTP status" : "\($0.synchronized)" } ?? ""
-        print("  field site: the building the appliance is wired to; time zone \(c.time?.zone ?? "?"), clock trusted from \(sync)")
+        print(
+          "  field site: the building the appliance is wired to; time zone \(c.time?.zone ?? "?"), clock trusted from \(sync)"
+        )
         print(
           "  demand: \(Int(c.site.demandIntervalSeconds / 60))-minute intervals, billing periods from day \(c.billing.cycleStartDay); grid import from \(Self.demandSource(c))"
         )
@@ -100,6 +102,7 @@ struct CheckConfig: ParsableCommand {
     if let grid = c.meters.first(where: { $0.role == .gridImport }) { sources.append("grid meter \(grid.id)") }
     if c.gpio?.pulseMeter != nil { sources.append("the utility meter's pulses") }
     if c.meters.contains(where: { $0.role == .buildingLoad }) { sources.append("building meters + chargers") }
-    return sources.isEmpty ? "NOTHING (add a grid_import meter, a pulse meter or building meters)" : sources.joined(separator: ", then ")
+    return sources.isEmpty
+      ? "NOTHING (add a grid_import meter, a pulse meter or building meters)" : sources.joined(separator: ", then ")
   }
 }

@@ -143,7 +143,8 @@ struct Run: AsyncParsableCommand {
       state: state, logger: logger)
     if simulated == nil, configuration.state != nil, state == nil {
       status.setAlarm(
-        "state-store", .critical, "the state store \(configuration.state!.path) cannot be opened; nothing survives a restart",
+        "state-store", .critical,
+        "the state store \(configuration.state!.path) cannot be opened; nothing survives a restart",
         active: true)
     }
     // Chargers with drivers of their own: OCPP charge points and MQTT gateways. A

@@ -29,12 +29,13 @@ struct FieldSiteTests {
 
   func make(
     clock: ManualClock, state: SiteState? = nil, status: SiteStatus? = nil, cycleDay: Int = 1,
-    grid: Import = Import(), interval: Double = 900
+    grid: Import = Import(), interval: Double = 900, readingGap: Double = 5
   ) -> FieldSite {
-    FieldSite(
-      site: site,
-      configuration: .init(
-        timeZone: newYork, demandMeter: .init(intervalSeconds: interval, billingCycleDay: cycleDay)),
+    var configuration = FieldSite.Configuration(
+      timeZone: newYork, demandMeter: .init(intervalSeconds: interval, billingCycleDay: cycleDay))
+    configuration.maximumReadingGapSeconds = readingGap
+    return FieldSite(
+      site: site, configuration: configuration,
       clock: clock, drivers: [], gridImport: { _ in GridImportReading(kW: grid.kW.withLock { $0 }, source: "test") },
       state: state, status: status, logger: Logger(label: "test"))
   }
@@ -59,11 +60,13 @@ struct FieldSiteTests {
 
   @Test("site time follows the zone through the 23-hour spring day and the 25-hour autumn day")
   func daylightSaving() async throws {
-    for (day, hours) in [(CivilDate(year: 2026, month: 3, day: 8), 23), (CivilDate(year: 2026, month: 11, day: 1), 25)] {
+    for (day, hours) in [(CivilDate(year: 2026, month: 3, day: 8), 23), (CivilDate(year: 2026, month: 11, day: 1), 25)]
+    {
       // From 23:00 local the evening before (04:00Z or 03:00Z) for 27 hours, minute by minute.
       let start = Double(day.dayNumber) * 86_400 - 3600 + (hours == 23 ? 5 * 3600 : 4 * 3600)
       let clock = ManualClock(utc: start)
-      let field = make(clock: clock)
+      // A reading a minute holds for that minute here (the appliance reads every second).
+      let field = make(clock: clock, readingGap: 60)
       let snapshots = try await run(field, clock, seconds: 27 * 3600, every: 60)
       let minutesOnTheDay = snapshots.filter { $0.localTime.date == day }.count
       #expect(minutesOnTheDay == hours * 60, "\(day): \(minutesOnTheDay) minutes, not \(hours) hours")

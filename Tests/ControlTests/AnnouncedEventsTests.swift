@@ -11,7 +11,9 @@ struct AnnouncedEventsTests {
   func snapshot(time: Double = 14 * 3600) -> Snapshot {
     var s = Fixtures.snapshot(
       time: time, building: 300,
-      chargers: [ChargerReading(vehicle: Fixtures.vehicle(energy: 140, departure: time + 10 * 3600, need: 60)), .init()])
+      chargers: [
+        ChargerReading(vehicle: Fixtures.vehicle(energy: 140, departure: time + 10 * 3600, need: 60)), .init(),
+      ])
     s.meter.monthPeakKW = 300
     return s
   }
@@ -86,14 +88,25 @@ struct AnnouncedEventsTests {
     #expect(later?.contains("running") == true)
   }
 
-  @Test("bad events are refused with the reason", arguments: [
-    ("bad id!", 600.0, 3600.0, "event id"),
-    ("e", 3600.0, 600.0, "end after it starts"),
-    ("e", -7200.0, -3600.0, "over already"),
-    ("e", 600.0, 14 * 3600.0, "12 hours"),
-    ("e", 15 * 86_400.0, 15 * 86_400.0 + 3600, "14 days"),
-  ])
-  func refusedEvents(id: String, start: Double, end: Double, reason: String) {
+  struct BadEvent: Sendable, CustomTestStringConvertible {
+    var id: String
+    var start: Double
+    var end: Double
+    var reason: String
+    var testDescription: String { reason }
+  }
+
+  static let badEvents: [BadEvent] = [
+    BadEvent(id: "bad id!", start: 600, end: 3600, reason: "event id"),
+    BadEvent(id: "e", start: 3600, end: 600, reason: "end after it starts"),
+    BadEvent(id: "e", start: -7200, end: -3600, reason: "over already"),
+    BadEvent(id: "e", start: 600, end: 14 * 3600, reason: "12 hours"),
+    BadEvent(id: "e", start: 15 * 86_400, end: 15 * 86_400 + 3600, reason: "14 days"),
+  ]
+
+  @Test("bad events are refused with the reason", arguments: badEvents)
+  func refusedEvents(_ bad: BadEvent) {
+    let (id, start, end, reason) = (bad.id, bad.start, bad.end, bad.reason)
     var o = OperatorOverrides()
     let now = snapshot()
     let why = refused(
@@ -127,7 +140,7 @@ struct AnnouncedEventsTests {
     var o = OperatorOverrides()
     let now = snapshot()
     _ = o.apply(.setDemandTarget(kW: 300), by: "u", site: site, snapshot: now, mode: .gridConnected)
-    _ = o.apply(.holdVehicle("BUS"), by: "u", site: site, snapshot: now, mode: .gridConnected)
+    _ = o.apply(.holdVehicle("CAR"), by: "u", site: site, snapshot: now, mode: .gridConnected)
     _ = o.apply(.pauseV2X, by: "u", site: site, snapshot: now, mode: .gridConnected)
     _ = o.apply(.startIslandTest, by: "u", site: site, snapshot: now, mode: .gridConnected)
     #expect(o.islandTest == .requested)
@@ -138,7 +151,7 @@ struct AnnouncedEventsTests {
     var back = try JSONDecoder().decode(OperatorOverrides.self, from: data)
     let dropped = back.restoredAfterRestart()
     #expect(dropped.count == 1 && dropped[0].contains("island test"))
-    #expect(back.demandTargetKW == 300 && back.heldVehicles == ["BUS"] && back.dischargePaused)
+    #expect(back.demandTargetKW == 300 && back.heldVehicles == ["CAR"] && back.dischargePaused)
     #expect(back.islandTest == .none)
     #expect(back.events["e1"] == o.events["e1"])
   }

@@ -82,7 +82,9 @@ struct DemandMeterTests {
     // The first interval: 300 s measured at 900 kW would be a peak, but it is not counted.
     var n = meter()
     n.record(kW: 0, seconds: 0, endingAt: midnight, localDate: utcDate)
-    let first = feed(&n, kW: 900, from: midnight, to: midnight + 300) + feed(&n, kW: nil, from: midnight + 300, to: midnight + 900)
+    let first =
+      feed(&n, kW: 900, from: midnight, to: midnight + 300)
+      + feed(&n, kW: nil, from: midnight + 300, to: midnight + 900)
     #expect(first.count == 1)
     #expect(first[0].missingSeconds == 600)
     #expect(!first[0].countsTowardPeak)
@@ -96,8 +98,9 @@ struct DemandMeterTests {
     let july16 = Double(CivilDate(year: 2026, month: 7, day: 16).dayNumber) * 86_400
     m.record(kW: 0, seconds: 0, endingAt: july16 + 86_400 - 1800, localDate: utcDate)
     #expect(m.periodStart == CivilDate(year: 2026, month: 6, day: 17))
-    feed(&m, kW: 500, from: july16 + 86_400 - 1800, to: july16 + 86_400)
+    feed(&m, kW: 500, from: july16 + 86_400 - 1800, to: july16 + 86_400 - 1)
     #expect(abs(m.periodPeakKW - 500) < 1e-9)
+    feed(&m, kW: 500, from: july16 + 86_400 - 1, to: july16 + 86_400)
     // The first interval of the 17th starts a new period.
     feed(&m, kW: 100, from: july16 + 86_400, to: july16 + 86_400 + 900)
     #expect(m.periodStart == CivilDate(year: 2026, month: 7, day: 17))

@@ -203,12 +203,14 @@ public actor ControlLoopService: Service {
     let applied = try await io.apply(decisions, periodSeconds: advancing ?? configuration.periodSeconds)
     steps += 1
     if !observers.isEmpty {
-      let record = StepRecord(
+      var record = StepRecord(
         snapshot: snapshot, proposal: proposal, decisions: decisions, applied: applied,
         wallTime: snapshot.utcSeconds.map { Date(timeIntervalSince1970: $0) } ?? Date(),
         utilityStable: controller.grid.utilityStable(
           at: snapshot.time, delay: controller.settings.enterServiceDelaySeconds),
         sequence: steps)
+      record.historyLoadIntervals = controller.loadHistory.intervalsSeen
+      record.historySessions = controller.sessionHistory.sessions.count
       for observer in observers { observer.observe(record) }
     }
     logChanges(snapshot, decisions, applied)

@@ -27,6 +27,9 @@ public struct StepRecord: Sendable {
   public var utilityStable: Bool
   /// Counts steps, so that an older step is never published after a newer one.
   public var sequence: Int
+  /// What the forecasts have learnt: closed load intervals and sessions remembered.
+  public var historyLoadIntervals = 0
+  public var historySessions = 0
 }
 
 /// Something that carries out part of each step's decisions on wired outputs (the transfer

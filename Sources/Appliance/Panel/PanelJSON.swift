@@ -46,6 +46,15 @@ enum PanelJSON {
       },
       "emergency_stop": s.emergencyStop,
       "v2x_paused": view.overrides.dischargePaused,
+      "held_vehicles": view.overrides.heldVehicles.sorted(),
+      "announced_events": view.overrides.events.values.sorted { $0.event.startTime < $1.event.startTime }.map {
+        a -> [String: Any] in
+        [
+          "id": a.event.id, "start": "\(s.localTime + (a.event.startTime - s.time))",
+          "end": "\(s.localTime + (a.event.endTime - s.time))", "announced_by": a.announcedBy,
+        ]
+      },
+      "history": ["load_intervals": last.historyLoadIntervals, "sessions": last.historySessions],
       "island_test": view.overrides.islandTest.rawValue,
       "inputs_fresh": s.inputsFresh,
       "mqtt": ["input_errors": inputErrors, "commands": view.commandsHandled],

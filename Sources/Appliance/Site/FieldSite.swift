@@ -138,7 +138,8 @@ public final class FieldSite: SiteIO {
       let seconds = i.lastMonotonic.map { max(0, now.monotonic - $0) } ?? 0
       let measured = min(seconds, configuration.maximumReadingGapSeconds)
       if seconds > measured {
-        closed += i.meter.record(kW: nil, seconds: seconds - measured, endingAt: now.utc - measured, localDate: localDate)
+        closed += i.meter.record(
+          kW: nil, seconds: seconds - measured, endingAt: now.utc - measured, localDate: localDate)
       }
       closed += i.meter.record(kW: reading.kW, seconds: measured, endingAt: now.utc, localDate: localDate)
       let due = i.lastSaved.map { now.monotonic - $0 >= configuration.saveEverySeconds } ?? true

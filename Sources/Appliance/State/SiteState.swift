@@ -124,7 +124,10 @@ public final class SiteState: Sendable {
 
   func load<T: Decodable>(_ key: String, as type: T.Type) -> T? {
     do {
-      guard let data = try queue.read({ db in try Data.fetchOne(db, sql: "SELECT json FROM state WHERE key = ?", arguments: [key]) })
+      guard
+        let data = try queue.read({ db in
+          try Data.fetchOne(db, sql: "SELECT json FROM state WHERE key = ?", arguments: [key])
+        })
       else { return nil }
       return try JSONDecoder().decode(T.self, from: data)
     } catch {
@@ -189,7 +192,8 @@ public final class SiteState: Sendable {
           sql: "INSERT OR REPLACE INTO demand_interval VALUES (?, ?, ?, ?, ?, ?)",
           arguments: [i.start, i.meanKW, i.measuredSeconds, i.missingSeconds, i.countsTowardPeak, i.note])
         try db.execute(
-          sql: "DELETE FROM demand_interval WHERE start NOT IN (SELECT start FROM demand_interval ORDER BY start DESC LIMIT ?)",
+          sql:
+            "DELETE FROM demand_interval WHERE start NOT IN (SELECT start FROM demand_interval ORDER BY start DESC LIMIT ?)",
           arguments: [Self.maximumIntervals])
       }
       writeWorked()

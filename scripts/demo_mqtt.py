@@ -108,7 +108,7 @@ def describe(state):
 
 
 def main():
-    binary, out = Path(sys.argv[1]), Path(sys.argv[2])
+    binary, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp, Broker(tmp) as broker:

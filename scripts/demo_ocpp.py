@@ -25,7 +25,7 @@ def say(text):
 
 
 def main():
-    binary, out = Path(sys.argv[1]), Path(sys.argv[2]) / "ocpp-demo"
+    binary, out = Path(sys.argv[1]).resolve(), (Path(sys.argv[2]) / "ocpp-demo").resolve()
     out.mkdir(parents=True, exist_ok=True)
     upstream_log = out / "upstream.jsonl"
     upstream_log.unlink(missing_ok=True)

@@ -33,7 +33,8 @@ def site_config(directory, port, passwords=PASSWORDS, upstream=None, extra_charg
     write_json(scenario / "scenario.json", meta)
     text = (CONFIGS / "example-townhall.yaml").read_text()
     text = text[:text.index("\ngpio:")]
-    text = text.replace("../scenarios/townhall-fleet-baltimore", str(scenario))
+    # Absolute: the loader resolves a relative path from the configuration's folder.
+    text = text.replace("../scenarios/townhall-fleet-baltimore", str(scenario.resolve()))
     text = text.replace("start_minute: 451665", f"start_minute: {START_MINUTE}")
     text = text.replace("enter_service_delay_seconds: 300", "enter_service_delay_seconds: 3")
     text = text.replace("enter_service_ramp_seconds: 300", "enter_service_ramp_seconds: 0")

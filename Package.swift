@@ -110,7 +110,8 @@ let package = Package(
     .executableTarget(
       name: "microgrid-edge",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "CentralUpload", "GPIO", "Chargers",
+        "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "CentralUpload",
+        "GPIO", "Chargers",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -18,6 +18,47 @@ public protocol Charger: AnyObject, Sendable {
   func command(setpointKW: Double, now: Date)
 }
 
+/// A charger that an upstream charging platform may also steer (OCPP's Local Controller
+/// mode): the platform's setpoint, while it holds. A capability, as in evcc's api.go: the
+/// fleet asks for it, never for a driver type.
+public protocol PlatformSteered: Charger {
+  func upstreamSetpointKW(now: Date) -> Double?
+}
+
+/// What the site assumes of a vehicle whose charger does not say what it needs (no
+/// NotifyEVChargingNeeds: a vehicle without ISO 15118, or one that plugged in before the
+/// appliance started): its departure and need from the site's timetable or defaults, its
+/// battery from the configured vehicle. Such a vehicle only charges: whether it could
+/// discharge, and how far, is unknown.
+public struct AssumedNeeds: Sendable, Hashable {
+  public var vehicleID: String
+  public var batteryKWh: Double
+  public var reserveKWh: Double
+  public var departureNeedKWh: Double
+  public var departure: Date
+  /// `timetable` or `default`, for logs and panels.
+  public var source: String
+
+  public init(
+    vehicleID: String, batteryKWh: Double, reserveKWh: Double, departureNeedKWh: Double, departure: Date,
+    source: String
+  ) {
+    self.vehicleID = vehicleID
+    self.batteryKWh = batteryKWh
+    self.reserveKWh = reserveKWh
+    self.departureNeedKWh = departureNeedKWh
+    self.departure = departure
+    self.source = source
+  }
+}
+
+/// A charger that lets the site supply what its vehicle needs when the vehicle does not say
+/// (`ChargerState.needsUnknown`). A capability: the fleet asks for it, never for a driver.
+public protocol SiteSuppliedNeeds: Charger {
+  /// From now on (until the vehicle leaves) manage it with these needs; nil: stop.
+  func assumeNeeds(_ needs: AssumedNeeds?)
+}
+
 /// A charger's state as the controller sees it.
 public struct ChargerState: Sendable, Hashable {
   /// The charger answers and follows setpoints. When false the controller gives it
@@ -31,6 +72,9 @@ public struct ChargerState: Sendable, Hashable {
   public var vehicle: VehicleNeeds?
   /// Why the controller stopped relying on this charger (shown as an alarm), if it did.
   public var fault: String?
+  /// A vehicle is plugged in (a transaction runs) but nobody said what it needs: the site
+  /// may supply assumed needs (`SiteSuppliedNeeds`).
+  public var needsUnknown = false
 
   public init(
     online: Bool, maxChargeKW: Double, maxDischargeKW: Double, measuredKW: Double = 0,

@@ -47,6 +47,10 @@ struct CheckConfig: ParsableCommand {
           "  demand: \(Int(c.site.demandIntervalSeconds / 60))-minute intervals, billing periods from day \(c.billing.cycleStartDay); grid import from \(Self.demandSource(c))"
         )
         print("  state: \(c.state?.path ?? "?") (peak, interval in progress, histories, instructions, events)")
+        let timetabled = c.vehicleDefaults.byCharger.keys.sorted().map { c.site.chargers[$0].id }
+        print(
+          "  vehicles that send no needs: \(timetabled.isEmpty ? "no timetables" : "timetables at \(timetabled.joined(separator: ", "))"); otherwise a \(c.vehicleDefaults.defaultStaySeconds / 3600) h stay, \(Int(c.vehicleDefaults.defaultNeedFraction * 100)) % of the battery"
+        )
       }
       print(
         "  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s, ramp \(Int(c.control.enterServiceRampSeconds)) s"

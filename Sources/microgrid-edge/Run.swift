@@ -150,7 +150,13 @@ struct Run: AsyncParsableCommand {
     // Chargers with drivers of their own: OCPP charge points and MQTT gateways. A
     // simulated plant leaves them alone and counts what they measure.
     let chargers = Self.chargerDrivers(configuration: configuration, logger: logger)
-    let fleet = chargers.all.isEmpty ? nil : ChargerFleet(drivers: chargers.all, status: status)
+    let fleet =
+      chargers.all.isEmpty
+      ? nil
+      : ChargerFleet(
+        drivers: chargers.all, status: status, site: configuration.site,
+        vehicleDefaults: simulated == nil ? configuration.vehicleDefaults : nil,
+        timeZone: configuration.time?.siteTimeZone)
     if fleet != nil && loop.speed != 1 {
       try exitOnInputError {
         throw InputError(

@@ -271,6 +271,88 @@ final class ChargePointSessionTests: XCTestCase {
     XCTAssertEqual(s.callsDue(now: t0).count, 0, "no transaction, no profile")
   }
 
+  func socMeterValue(_ soc: Double, transaction: String, seqNo: Int) -> JSONValue {
+    [
+      "eventType": "Updated", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "MeterValuePeriodic",
+      "seqNo": .number(Double(seqNo)), "transactionInfo": ["transactionId": .string(transaction)],
+      "meterValue": [
+        ["timestamp": .string(OCPPTime.format(t0)), "sampledValue": [["value": .number(soc), "measurand": "SoC"]]]
+      ],
+    ]
+  }
+
+  func testANewVehicleStartsFromWhatItReportsNotThePreviousVehiclesStateOfCharge() throws {
+    var s = try plugged()
+    _ = s.handleCall(action: "TransactionEvent", payload: socMeterValue(90, transaction: "T-1", seqNo: 1), now: t0)
+    XCTAssertEqual(try XCTUnwrap(s.state(now: t0).vehicle).energyKWh, 180, accuracy: 1e-9)
+    _ = s.handleCall(
+      action: "TransactionEvent",
+      payload: [
+        "eventType": "Ended", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "EVDeparted", "seqNo": 2,
+        "transactionInfo": ["transactionId": "T-1"],
+      ], now: t0)
+    // The next vehicle: a new transaction and its needs at 16 %, no SoC meter value yet.
+    _ = s.handleCall(
+      action: "TransactionEvent",
+      payload: [
+        "eventType": "Started", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "CablePluggedIn",
+        "seqNo": 3, "transactionInfo": ["transactionId": "T-2"], "evse": ["id": 1, "connectorId": 1],
+      ], now: t0)
+    let needs: JSONValue = [
+      "evseId": 1,
+      "chargingNeeds": [
+        "requestedEnergyTransfer": "DC_BPT", "departureTime": .string(OCPPTime.format(t0.addingTimeInterval(3600))),
+        "dcChargingParameters": [
+          "evMaxCurrent": 40, "evMaxVoltage": 400, "stateOfCharge": 16, "evEnergyCapacity": 156_000,
+          "energyAmount": 50_000,
+        ],
+      ],
+    ]
+    _ = s.handleCall(action: "NotifyEVChargingNeeds", payload: needs, now: t0)
+    let v = try XCTUnwrap(s.state(now: t0).vehicle)
+    XCTAssertLessThan(v.energyKWh, 26, "the new vehicle's 16 % of 156 kWh, not the last one's 90 %: \(v.energyKWh)")
+  }
+
+  func testAVehicleThatSendsNoNeedsIsManagedOnTheSitesAssumptionChargeOnly() throws {
+    var s = session()
+    s.connect(now: t0)
+    _ = s.handleCall(
+      action: "TransactionEvent",
+      payload: [
+        "eventType": "Started", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "CablePluggedIn",
+        "seqNo": 0, "transactionInfo": ["transactionId": "T-5"], "evse": ["id": 1, "connectorId": 1],
+      ], now: t0)
+    let later = t0.addingTimeInterval(12)
+    XCTAssertTrue(s.state(now: later).needsUnknown, "flagged, so the site can supply its needs")
+    XCTAssertFalse(s.state(now: later).online)
+    s.assumedNeeds = AssumedNeeds(
+      vehicleID: "BUS-2", batteryKWh: 155, reserveKWh: 20, departureNeedKWh: 110,
+      departure: t0.addingTimeInterval(5 * 3600), source: "timetable")
+    let state = s.state(now: later)
+    XCTAssertTrue(state.online)
+    XCTAssertEqual(state.maxDischargeKW, 0, "nobody said it may discharge")
+    XCTAssertEqual(state.maxChargeKW, 15)
+    let v = try XCTUnwrap(state.vehicle)
+    XCTAssertEqual(v.vehicleID, "BUS-2")
+    XCTAssertEqual(v.energyKWh, 20, "energy unknown: assumed at its reserve, so it charges")
+    XCTAssertEqual(v.departure, t0.addingTimeInterval(5 * 3600))
+    s.command(setpointKW: 15)
+    let calls = s.callsDue(now: later)
+    XCTAssertEqual(calls.map(\.action), ["SetChargingProfile"], "managed: it is sent its charging")
+    // A state of charge of 47 % reads as 46.5 %: the low end of its rounding.
+    _ = s.handleCall(action: "TransactionEvent", payload: socMeterValue(47, transaction: "T-5", seqNo: 1), now: later)
+    XCTAssertEqual(try XCTUnwrap(s.state(now: later).vehicle).energyKWh, 155 * 0.465, accuracy: 1e-9)
+    // The vehicle leaves: the assumption goes with it.
+    _ = s.handleCall(
+      action: "TransactionEvent",
+      payload: [
+        "eventType": "Ended", "timestamp": .string(OCPPTime.format(later)), "triggerReason": "EVDeparted", "seqNo": 2,
+        "transactionInfo": ["transactionId": "T-5"],
+      ], now: later)
+    XCTAssertNil(s.assumedNeeds)
+    XCTAssertNil(s.state(now: later).vehicle)
+  }
+
   func testAnswersToTheChargePointMatchTheirSchemas() throws {
     for version in OCPPVersion.allCases {
       var s = session(version)

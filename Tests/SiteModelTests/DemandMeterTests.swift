@@ -174,3 +174,26 @@ struct DemandMeterTests {
     #expect(m.importKWh == 0 && m.missingSeconds == 1)
   }
 }
+
+@Suite("Departure timetables: the next departure by weekday, skipping days with no service")
+struct DepartureTimetableTests {
+  let schoolDays = DepartureTimetable(
+    departures: [
+      .init(weekdays: [1, 2, 3, 4, 5], minuteOfDay: 6 * 60 + 40),
+      .init(weekdays: [1, 2, 3, 4, 5], minuteOfDay: 14 * 60 + 20),
+    ],
+    noServiceDates: [CivilDate(year: 2026, month: 12, day: 24), CivilDate(year: 2026, month: 12, day: 25)])
+
+  func at(_ text: String) -> LocalTime { CivilDate.parseLocalDateTime(text)! }
+
+  @Test func nextDepartures() {
+    // Tuesday 2026-12-01: the afternoon route, then Wednesday morning.
+    #expect(schoolDays.next(after: at("2026-12-01T10:00")) == at("2026-12-01T14:20"))
+    #expect(schoolDays.next(after: at("2026-12-01T14:20")) == at("2026-12-02T06:40"), "strictly after")
+    // Friday evening: Monday morning.
+    #expect(schoolDays.next(after: at("2026-12-04T18:00")) == at("2026-12-07T06:40"))
+    // Wednesday 23rd evening: Thursday 24th and Friday 25th have no service.
+    #expect(schoolDays.next(after: at("2026-12-23T15:00")) == at("2026-12-28T06:40"))
+    #expect(DepartureTimetable(departures: []).next(after: at("2026-12-01T10:00")) == nil)
+  }
+}

@@ -85,3 +85,139 @@ public struct StateSection: Codable, Sendable, Hashable {
     return StateSection(path: MQTTSection.resolve(path, base: base))
   }
 }
+
+/// `vehicle_defaults:`: what a vehicle needs when its charger does not say (no
+/// NotifyEVChargingNeeds). A departure on the charger's weekly timetable, else the default
+/// stay; the need given, else a share of the battery. Staff's `set_departure` still wins.
+public struct VehicleDefaultsSection: Codable, Sendable, Hashable {
+  /// A vehicle with no known departure is managed as leaving this long after it plugged in.
+  public var defaultStayHours: Double = 10
+  /// Its need, as a share of its battery, when no timetable gives one.
+  public var defaultNeedFraction: Double = 0.8
+  /// Days with no service: no timetable departure on them (`2026-12-24`).
+  public var noServiceDates: [String] = []
+  public var timetables: [Timetable] = []
+
+  public struct Timetable: Codable, Sendable, Hashable {
+    /// The charger the vehicle parks at.
+    public var charger: String
+    /// The vehicle that parks there (its battery and reserve); nil: the charger's own.
+    public var vehicle: String?
+    /// Energy it needs in the battery at each departure, kWh.
+    public var needKWh: Double?
+    public var departures: [Departure]
+
+    enum CodingKeys: String, CodingKey {
+      case charger, vehicle, departures
+      case needKWh = "need_kwh"
+    }
+  }
+
+  public struct Departure: Codable, Sendable, Hashable {
+    /// `[mon, tue, wed, thu, fri]`
+    public var days: [String]
+    /// `06:45`, site time.
+    public var at: String
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case timetables
+    case defaultStayHours = "default_stay_hours"
+    case defaultNeedFraction = "default_need_fraction"
+    case noServiceDates = "no_service_dates"
+  }
+
+  public init() {}
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    defaultStayHours = try c.decodeIfPresent(Double.self, forKey: .defaultStayHours) ?? defaultStayHours
+    defaultNeedFraction = try c.decodeIfPresent(Double.self, forKey: .defaultNeedFraction) ?? defaultNeedFraction
+    noServiceDates = try c.decodeIfPresent([String].self, forKey: .noServiceDates) ?? []
+    timetables = try c.decodeIfPresent([Timetable].self, forKey: .timetables) ?? []
+  }
+
+  /// Checked against the site; the timetables by charger index.
+  func validated(document: StructuredDocument, site: SiteDescription) throws(InputError) -> VehicleDefaults {
+    func fail(_ path: [String], _ message: String) -> InputError {
+      document.error(at: ["vehicle_defaults"] + path, message)
+    }
+    guard defaultStayHours > 0 && defaultStayHours <= 168 else {
+      throw fail(["default_stay_hours"], "must be above 0 and at most 168 (a week)")
+    }
+    guard defaultNeedFraction >= 0 && defaultNeedFraction <= 1 else {
+      throw fail(["default_need_fraction"], "must be from 0 to 1 (a share of the battery)")
+    }
+    var dates: Set<CivilDate> = []
+    for (i, text) in noServiceDates.enumerated() {
+      guard let t = CivilDate.parseLocalDateTime(text + "T00:00") else {
+        throw fail(["no_service_dates", String(i)], "'\(text)' is not a date like 2026-12-24")
+      }
+      dates.insert(t.date)
+    }
+    var byCharger: [Int: VehicleDefaults.ChargerTimetable] = [:]
+    for (i, t) in timetables.enumerated() {
+      guard let index = site.chargerIndex(id: t.charger) else {
+        throw fail(["timetables", String(i), "charger"], "'\(t.charger)' is not one of the site's chargers")
+      }
+      guard byCharger[index] == nil else {
+        throw fail(["timetables", String(i), "charger"], "'\(t.charger)' has a timetable already")
+      }
+      var vehicle: VehicleSpec?
+      if let id = t.vehicle {
+        guard let v = site.vehicleIndex(id: id) else {
+          throw fail(["timetables", String(i), "vehicle"], "'\(id)' is not one of the site's vehicles")
+        }
+        vehicle = site.vehicles[v]
+      }
+      if let need = t.needKWh {
+        guard need >= 0, need <= (vehicle?.batteryKWh ?? .infinity) else {
+          throw fail(["timetables", String(i), "need_kwh"], "must be from 0 to the vehicle's battery")
+        }
+      }
+      var departures: [DepartureTimetable.Departure] = []
+      for (j, d) in t.departures.enumerated() {
+        var days: Set<Int> = []
+        for name in d.days {
+          guard let day = DepartureTimetable.dayNames.firstIndex(of: name.lowercased().prefix(3).description) else {
+            throw fail(
+              ["timetables", String(i), "departures", String(j), "days"], "'\(name)' is not a day (mon, tue, ...)")
+          }
+          days.insert(day)
+        }
+        let hm = d.at.split(separator: ":").compactMap { Int($0) }
+        guard hm.count == 2, (0..<24).contains(hm[0]), (0..<60).contains(hm[1]), !days.isEmpty else {
+          throw fail(
+            ["timetables", String(i), "departures", String(j), "at"], "'\(d.at)' is not a time like 06:45 (with days)")
+        }
+        departures.append(.init(weekdays: days, minuteOfDay: hm[0] * 60 + hm[1]))
+      }
+      guard !departures.isEmpty else { throw fail(["timetables", String(i), "departures"], "lists no departure") }
+      byCharger[index] = .init(
+        vehicle: vehicle, needKWh: t.needKWh,
+        timetable: DepartureTimetable(departures: departures, noServiceDates: dates))
+    }
+    return VehicleDefaults(
+      defaultStaySeconds: defaultStayHours * 3600, defaultNeedFraction: defaultNeedFraction, byCharger: byCharger)
+  }
+}
+
+/// The checked `vehicle_defaults:`.
+public struct VehicleDefaults: Sendable, Hashable {
+  public struct ChargerTimetable: Sendable, Hashable {
+    public var vehicle: VehicleSpec?
+    public var needKWh: Double?
+    public var timetable: DepartureTimetable
+  }
+  public var defaultStaySeconds: Double
+  public var defaultNeedFraction: Double
+  public var byCharger: [Int: ChargerTimetable]
+
+  public init(
+    defaultStaySeconds: Double = 36_000, defaultNeedFraction: Double = 0.8, byCharger: [Int: ChargerTimetable] = [:]
+  ) {
+    self.defaultStaySeconds = defaultStaySeconds
+    self.defaultNeedFraction = defaultNeedFraction
+    self.byCharger = byCharger
+  }
+}

@@ -17,6 +17,8 @@ public struct SiteConfiguration: Sendable {
   /// Where the appliance's own state is kept (the field site; default beside the store, or
   /// /var/lib/microgrid-edge/state.db).
   public var state: StateSection?
+  /// Departures and needs of vehicles whose chargers do not say them.
+  public var vehicleDefaults = VehicleDefaults()
   public var logging: LoggingSection
   /// The building's MQTT broker: meters in, panels (nil: no MQTT). See docs/mqtt-api.md.
   public var mqtt: MQTTSection?
@@ -107,6 +109,7 @@ struct ConfigurationFileImage: Codable {
   var time: TimeSection?
   var billing: BillingSection?
   var state: StateSection?
+  var vehicleDefaults: VehicleDefaultsSection?
   var logging: SiteConfiguration.LoggingSection?
   var mqtt: MQTTSection?
   var meters: [MeterSpec]?
@@ -120,6 +123,7 @@ struct ConfigurationFileImage: Codable {
   enum CodingKeys: String, CodingKey {
     case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio, utility, ocpp,
       time, billing, state
+    case vehicleDefaults = "vehicle_defaults"
     case demandIntervalMinutes = "demand_interval_minutes"
     case mqttChargers = "mqtt_chargers"
   }
@@ -238,6 +242,8 @@ public enum SiteConfigurationFile {
     configuration.time = try image.time?.validated(document: document, base: base)
     configuration.billing = try (image.billing ?? BillingSection()).validated(document: document)
     configuration.state = try image.state?.validated(document: document, base: base)
+    configuration.vehicleDefaults = try (image.vehicleDefaults ?? VehicleDefaultsSection()).validated(
+      document: document, site: site)
     if plant == nil {
       // The field site: the building the appliance is wired to.
       guard configuration.time != nil else {

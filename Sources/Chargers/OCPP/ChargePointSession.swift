@@ -89,6 +89,8 @@ public struct ChargePointSession: Sendable {
   public private(set) var measuredKW = 0.0
   public private(set) var socPercent: Double?
   public private(set) var needs: Needs?
+  /// The site's assumption for a vehicle that sent no needs (a timetable, a default).
+  public var assumedNeeds: AssumedNeeds?
   /// The setpoint the controller wants and the last one the charger accepted, kW.
   public private(set) var desiredKW = 0.0
   public private(set) var acceptedKW: Double?
@@ -136,6 +138,8 @@ public struct ChargePointSession: Sendable {
       transactionID = nil
       transactionSince = nil
       needs = nil
+      assumedNeeds = nil
+      socPercent = nil
       acceptedKW = nil
       lastSent = nil
       return .result([
@@ -180,6 +184,15 @@ public struct ChargePointSession: Sendable {
   private mutating func transactionEvent(_ payload: JSONValue, now: Date) {
     let eventType = payload["eventType"]?.stringValue
     if let evse = payload["evse"]?["id"]?.intValue { evseID = evse }
+    // A new transaction is a new vehicle: nothing of the one before carries over (its
+    // state of charge least of all).
+    if eventType == "Started" || eventType == "Updated",
+      let id = payload["transactionInfo"]?["transactionId"]?.stringValue, id != transactionID
+    {
+      socPercent = nil
+      needs = nil
+      assumedNeeds = nil
+    }
     for mv in payload["meterValue"]?.arrayValue ?? [] { meterValue(mv, now: now) }
     switch eventType {
     case "Started", "Updated":
@@ -195,6 +208,8 @@ public struct ChargePointSession: Sendable {
       transactionID = nil
       transactionSince = nil
       needs = nil
+      assumedNeeds = nil
+      socPercent = nil
       measuredKW = 0
       acceptedKW = nil
       lastSent = nil
@@ -348,7 +363,7 @@ public struct ChargePointSession: Sendable {
     }
     // Only a vehicle whose needs are known is managed: one that plugged in before this
     // appliance (re)started is left to the charger's own settings rather than stopped.
-    guard connected, booted, let transactionID, needs != nil,
+    guard connected, booted, let transactionID, needs != nil || assumedNeeds != nil,
       pending.values.allSatisfy({ $0.action != "SetChargingProfile" })
     else { return [] }
     // A 2.0.1 charger gets charge limits only: a discharge becomes a limit of 0.
@@ -429,7 +444,7 @@ public struct ChargePointSession: Sendable {
     // appliance started, or the vehicle does not speak ISO 15118): the charger runs it on
     // its own settings and its draw counts as building load. NotifyEVChargingNeeds normally
     // follows the transaction's start within a second or two.
-    if transactionID != nil, needs == nil, let since = transactionSince,
+    if transactionID != nil, needs == nil, assumedNeeds == nil, let since = transactionSince,
       now.timeIntervalSince(since) > Self.needsGraceSeconds
     {
       return (false, "its vehicle's needs are unknown (no NotifyEVChargingNeeds): left to the charger's own settings")
@@ -441,11 +456,28 @@ public struct ChargePointSession: Sendable {
     let (relied, fault) = trust(now: now)
     guard relied else {
       // Not relied on: whatever it draws is left in the building's load (measured at the
-      // grid meter), so the site's limits still hold.
-      return .offline(fault: fault)
+      // grid meter), so the site's limits still hold. A vehicle that sent no needs is
+      // flagged, so the site may supply them (a timetable) and manage it after all.
+      var state = ChargerState.offline(fault: fault)
+      state.needsUnknown = connected && booted && transactionID != nil && needs == nil && assumedNeeds == nil
+      return state
+    }
+    if needs == nil, transactionID != nil, let assumed = assumedNeeds {
+      // Managed on the site's assumption: charge only. The energy is the reported state of
+      // charge at the low end of its rounding, or, unknown, the reserve (so it charges).
+      let energy = socPercent.map { assumed.batteryKWh * max(0, $0 - 0.5) / 100 } ?? assumed.reserveKWh
+      let vehicle = VehicleNeeds(
+        vehicleID: assumed.vehicleID, batteryKWh: assumed.batteryKWh, energyKWh: energy,
+        reserveKWh: assumed.reserveKWh, arrivalEnergyKWh: energy,
+        departureNeedKWh: min(assumed.departureNeedKWh, assumed.batteryKWh), departure: assumed.departure)
+      return ChargerState(
+        online: true, maxChargeKW: configuration.ratedChargeKW, maxDischargeKW: 0, measuredKW: measuredKW,
+        vehicle: vehicle)
     }
     guard let needs, transactionID != nil else {
-      return ChargerState(online: true, maxChargeKW: 0, maxDischargeKW: 0, measuredKW: measuredKW)
+      var state = ChargerState(online: true, maxChargeKW: 0, maxDischargeKW: 0, measuredKW: measuredKW)
+      state.needsUnknown = transactionID != nil
+      return state
     }
     let energy =
       needs.energyKnown

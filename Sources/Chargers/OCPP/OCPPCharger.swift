@@ -6,7 +6,7 @@ import Synchronization
 /// The OCPP driver: one charge point, its session, and whichever WebSocket it is on now.
 /// Frames come in from the endpoint (`receive`), setpoints from the control loop
 /// (`command`); what is to be sent goes out through the connection's queue, never waiting.
-public final class OCPPCharger: Charger {
+public final class OCPPCharger: PlatformSteered, SiteSuppliedNeeds {
   public let id: String
   public let configuration: ChargePointSession.Configuration
   private let logger: Logger
@@ -276,6 +276,19 @@ public final class OCPPCharger: Charger {
           id: upstreamID, code: .genericError, description: "charge point \(id) is not connected", details: [:])
       }
       return nil  // answered when the charge point answers
+    }
+  }
+
+  public func assumeNeeds(_ needs: AssumedNeeds?) {
+    let changed = state.withLock { s -> Bool in
+      guard s.session?.assumedNeeds != needs else { return false }
+      s.session?.assumedNeeds = needs
+      return true
+    }
+    if changed, let needs {
+      logger.notice(
+        "charger \(id): its vehicle sent no needs; managed as \(needs.vehicleID) from the site's \(needs.source)",
+        metadata: ["departure": "\(OCPPTime.format(needs.departure))", "need_kwh": "\(needs.departureNeedKWh)"])
     }
   }
 

@@ -176,20 +176,31 @@ struct Run: AsyncParsableCommand {
     // Wired signals: the transfer switch, the emergency stop, the pulse meter, the relays.
     var wiring: [any SnapshotOverlay] = []
     var field: FieldIO?
+    var wired: WiredSignals?
     if let gpio = configuration.gpio {
       let backend = gpio.makeBackend(simulatedSpeed: loop.speed)
-      // A simulated plant drives simulated pins; at the field site they are the building's.
-      if simulated != nil, let pins = backend as? SimulatedGPIO {
-        wiring.append(SimulatedWiring(gpio: pins, section: gpio))
+      if simulated != nil {
+        // A simulated plant drives simulated pins.
+        if let pins = backend as? SimulatedGPIO { wiring.append(SimulatedWiring(gpio: pins, section: gpio)) }
+        do {
+          field = try FieldIO(
+            section: gpio, backend: backend, site: configuration.site, trigger: trigger, status: status,
+            logger: logger)
+        } catch {
+          try exitOnInputError { throw InputError(source: config, field: error.key, message: "\(error.error)") }
+        }
+        wiring.append(field!)
+        field!.start()
+      } else {
+        // The building's pins: a chip that is not there yet holds the safe state and is
+        // tried again, it does not stop the appliance.
+        let site = configuration.site
+        let signals = WiredSignals(status: status, logger: logger) { () throws(FieldError) -> FieldIO in
+          try FieldIO(section: gpio, backend: backend, site: site, trigger: trigger, status: status, logger: logger)
+        }
+        wired = signals
+        wiring.append(signals)
       }
-      do {
-        field = try FieldIO(
-          section: gpio, backend: backend, site: configuration.site, trigger: trigger, status: status, logger: logger)
-      } catch {
-        try exitOnInputError { throw InputError(source: config, field: error.key, message: "\(error.error)") }
-      }
-      wiring.append(field!)
-      field!.start()
       Self.logOutageTimings(configuration, gpio: gpio, logger: logger)
     }
     // The utility's voltage and frequency, when they decide (or help decide) its presence.
@@ -220,7 +231,7 @@ struct Run: AsyncParsableCommand {
           billingCycleDay: configuration.billing.cycleStartDay))
       fieldConfiguration.saveEverySeconds = 5
       var pulse: (@Sendable () -> Double?)?
-      if let field { pulse = { field.pulseMeterKW() } }
+      if let wired { pulse = { wired.pulseMeterKW() } }
       var chargersKW: (@Sendable () -> Double)?
       if let fleet { chargersKW = { fleet.measuredKW } }
       let source = GridImportSource(meters: meters, pulseMeterKW: pulse, chargersKW: chargersKW)
@@ -241,7 +252,8 @@ struct Run: AsyncParsableCommand {
     let service = ControlLoopService(
       controller: Controller(site: configuration.site, settings: configuration.control), io: site,
       configuration: loop, logger: logger, overlays: overlays, observers: observers,
-      actuators: (field.map { [$0] } ?? []) + (fleet.map { [$0] } ?? []), trigger: trigger, status: status,
+      actuators: (field.map { [$0] } ?? []) + (wired.map { [$0] } ?? []) + (fleet.map { [$0] } ?? []), trigger: trigger,
+      status: status,
       memory: state)
     logger.info(
       "microgrid-edge \(MicrogridEdge.configuration.version) starting",
@@ -273,6 +285,7 @@ struct Run: AsyncParsableCommand {
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
     field?.stop()
+    wired?.stop()
     recording?.outbox.store?.close()
     let steps = await service.steps
     guard let simulatedSite else {

@@ -53,6 +53,8 @@ def test_with_broker_meters_and_chargers_absent_it_stays_up_safe_and_keeps_retry
         # Nothing discharges without a meter: every status line's setpoints are empty.
         assert all("setpoints_kw= " in line for line in statuses), "\n".join(statuses)
         assert "OCPP endpoint listening" in log, daemon.describe()
+        # No GPIO chip on this machine: the wired signals are retried, the site stays safe.
+        assert "alarm gpio-unavailable raised" in log, daemon.describe()
         # The broker comes up: the appliance, still retrying, joins it and says online.
         broker.start()
         panel = Panel(broker, prefix=SHIPPED_PREFIX)
@@ -126,7 +128,7 @@ def test_staff_instructions_and_announced_events_survive_a_restart(tmp_path, bro
     daemon = Daemon(SHIPPED_SITE, tmp_path / "run1", start_minute=None, env=env)
     panel = Panel(broker, prefix=SHIPPED_PREFIX)
     try:
-        assert panel.wait_state(lambda s: s.get("inputs_fresh") is True, timeout=20), daemon.describe()
+        assert panel.wait_state(lambda s: "mode" in s, timeout=20), daemon.describe()
         assert panel.command("set_demand_target", kw=300)["outcome"] == "applied"
         assert panel.command("hold_vehicle", vehicle="BUS-1")["outcome"] == "applied"
         assert panel.command("pause_v2x")["outcome"] == "applied"

@@ -8,7 +8,9 @@ struct MicrogridEdge: AsyncParsableCommand {
     commandName: "microgrid-edge",
     abstract: "On-site energy manager for buildings that use parked electric vehicles as their battery.",
     version: "0.1.0",
-    subcommands: [Run.self, Simulate.self, CheckConfig.self, GPIOCheck.self, BenchStore.self, BenchOutage.self])
+    subcommands: [
+      Run.self, Simulate.self, CheckConfig.self, GPIOCheck.self, BenchStore.self, BenchOutage.self, BenchField.self,
+    ])
 
   /// Like ArgumentParser's own entry point, except that a mistake on the command line is
   /// bad input like any other: one line on stderr and exit status 2 (help and --version

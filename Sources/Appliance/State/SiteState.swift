@@ -58,6 +58,9 @@ public final class SiteState: Sendable {
     config.prepareDatabase { db in
       try db.execute(sql: "PRAGMA journal_mode = WAL")
       try db.execute(sql: "PRAGMA synchronous = NORMAL")
+      // Small and bounded on an SD card: checkpoint every 100 pages, truncate the log back.
+      try db.execute(sql: "PRAGMA wal_autocheckpoint = 100")
+      try db.execute(sql: "PRAGMA journal_size_limit = 1048576")
     }
     queue = try DatabaseQueue(path: path, configuration: config)
     self.movedAside = movedAside

@@ -7,12 +7,14 @@ import ServiceLifecycle
 import SiteModel
 import Synchronization
 
-/// The appliance on the building's MQTT broker (docs/mqtt-api.md): meter readings in,
-/// panel state out, commands in and replies out, Home Assistant discovery.
+/// The appliance on the building's MQTT broker (docs/mqtt-api.md): panel state out,
+/// commands in and replies out, Home Assistant discovery; and the connection that the
+/// other parts reading the broker (`BrokerInput`: the meters, MQTT chargers) are fed from.
 ///
-/// Messages are handled on the MQTT network thread as they come: a meter reading is
-/// parsed and stored (and wakes the control loop), a command is checked and answered.
-/// The state is published from this service's own task.
+/// Messages are handled on the MQTT network thread as they come: an input's message goes
+/// to the part that reads its topic (a meter reading is parsed and stored there, and wakes
+/// the control loop), a command is checked and answered. The state is published from this
+/// service's own task.
 public final class PanelService: Service, StepObserver {
   public let section: MQTTSection
   public let site: SiteDescription
@@ -20,8 +22,8 @@ public final class PanelService: Service, StepObserver {
   private let meters: MeterInputs?
   private let logger: Logger
   private let client: MQTTClient
-  /// Chargers behind MQTT gateways, by their state topic.
-  private let chargers: [String: MQTTCharger]
+  /// Who reads which input topic.
+  private let inputs: [String: any BrokerInput]
   private let prefix: String
   private let commandFilter: TopicFilter
   private let birthTopic: String
@@ -45,7 +47,10 @@ public final class PanelService: Service, StepObserver {
     section: MQTTSection, site: SiteDescription, status: SiteStatus, meters: MeterInputs?, version: String,
     chargers: [MQTTCharger] = [], logger: Logger
   ) throws(MQTTError) {
-    self.chargers = Dictionary(chargers.map { ($0.stateTopic, $0) }, uniquingKeysWith: { a, _ in a })
+    let parts: [any BrokerInput] = (meters.map { [$0] } ?? []) + [MQTTChargerInputs(chargers)]
+    var inputs: [String: any BrokerInput] = [:]
+    for part in parts { for topic in part.inputTopics { inputs[topic] = part } }
+    self.inputs = inputs
     self.section = section
     self.site = site
     self.status = status
@@ -65,7 +70,7 @@ public final class PanelService: Service, StepObserver {
         message: { router.target?.received($0) },
         connected: { router.target?.connected() }),
       logger: logger)
-    var filters = [commandFilter.text] + (meters?.topics ?? []) + chargers.map(\.stateTopic)
+    var filters = [commandFilter.text] + inputs.keys.sorted()
     if section.discovery.enabled { filters.append(birthTopic) }
     try client.subscribe(filters, qos: 1)
     router.target = self
@@ -167,14 +172,8 @@ public final class PanelService: Service, StepObserver {
   }
 
   private func received(_ message: MQTTClient.Message) {
-    if let charger = chargers[message.topic] {
-      let problems = charger.ingest(payload: message.payload, now: Date())
-      if !problems.isEmpty {
-        shared.withLock { $0.inputErrors += problems.count }
-        for p in problems { logger.error("\(p)") }
-      }
-    } else if let meters, meters.isMeterTopic(message.topic) {
-      let problems = meters.ingest(topic: message.topic, payload: message.payload)
+    if let input = inputs[message.topic] {
+      let problems = input.receive(topic: message.topic, payload: message.payload)
       if !problems.isEmpty {
         shared.withLock { $0.inputErrors += problems.count }
         for p in problems { logger.error("\(p)") }

@@ -119,7 +119,7 @@ public struct DemandMeter: Sendable, Hashable, Codable {
       let end = min(clock, intervalStart! + interval)
       let span = end - t
       if let measuredKW {
-        importKWh += measuredKW * span / 3600
+        importKWh += measuredKW * (span / 3600)
         measuredSeconds += span
       } else {
         missingSeconds += span

@@ -24,6 +24,10 @@ Importable, and runnable as a script:
     ... peer.received, peer.call_errors, peer.violations, peer.power_w, peer.energy_wh ...
     peer.stop(); await task
 
+    # a station whose vehicles come and go (vehicle=None at first: an empty connector)
+    await peer.plug_in(Vehicle(capacity_kwh=155, name="BUS-1"), departure=time.time() + 600)
+    energy_wh = await peer.unplug()
+
 Connection
 ----------
 WebSocket to {url}/{charger_id} with subprotocol "ocpp2.1" (version "2.1") or "ocpp2.0.1"
@@ -47,11 +51,13 @@ What each station sends (exact wire fields; every timestamp is UTC "…T…Z" wi
    TransactionEvent {eventType: "Started", timestamp, triggerReason: "CablePluggedIn",
      seqNo: 0, transactionInfo: {transactionId: "<charger>-<8 hex>", chargingState:
      "EVConnected"}, evse: {id: 1, connectorId: 1}, idToken: {idToken: "EV-<charger>",
-     type: "Local"}} (evse and idToken only in this first event, as OCPP asks);
-   NotifyEVChargingNeeds {evseId: 1, chargingNeeds: {
+     type: "Local"}} (evse and idToken only in this first event, as OCPP asks; the idToken
+     is the vehicle's name when it has one);
+   NotifyEVChargingNeeds (none with notify_needs=False) {evseId: 1, chargingNeeds: {
      requestedEnergyTransfer: "DC_BPT" (2.1, vehicle can discharge) | "DC" (2.0.1, or a
                               2.1 vehicle marked unidirectional),
-     departureTime: start of the simulation + depart_in_s (fixed for the whole run),
+     departureTime: start of the simulation + depart_in_s (fixed for the whole run), or
+                    the departure given to plug_in(),
      dcChargingParameters: {
        evMaxPower    W   = max_kw × 1000,
        evMaxCurrent  A   = evMaxPower / voltage_v,
@@ -101,8 +107,20 @@ when it has no startSchedule); outside [start, start + duration) the profile doe
  - otherwise (any 2.0.1 profile, 2.1 without setpoint or in another mode): `limit` is a
    charge cap: power = min(maxChargePower, max(0, limit)); no limit: maxChargePower.
  - chargingRateUnit "A": W = A × 400 V × (numberPhases, or 3).
-Energy is integrated with the applied power, clamped to [0, capacity]; at either bound
+Energy is integrated with the applied power (the battery gains power × efficiency while
+charging and loses power / efficiency while discharging; Vehicle.efficiency, default 1; the
+power and the energy registers are at the outlet), clamped to [0, capacity]; at either bound
 the power becomes 0. A 2.0.1 vehicle never discharges.
+
+Vehicles coming and going
+-------------------------
+A vehicle given to the constructor is plugged in for the station's whole life. A station
+built with vehicle=None has an empty connector; `await plug_in(vehicle, departure)` plugs
+one in (as in 3. above, at once when connected, else after the next boot) and
+`await unplug()` takes it away: TransactionEvent Ended {triggerReason: "EVDeparted",
+stoppedReason: "EVDisconnected"}, its TxProfiles deleted (TxDefaultProfiles stay, as OCPP
+says), StatusNotification Available; it returns the energy left in the battery (Wh). An
+unplug while the CSMS is unreachable ends the transaction without telling it.
 
 Handlers (CALLs from the CSMS)
 ------------------------------
@@ -294,6 +312,8 @@ class Vehicle:
     min_soc_pct: float = 20.0       # reserve it will not give (evMinEnergyRequest)
     voltage_v: float = 400.0
     bidirectional: bool = True      # only a 2.1 station can use it
+    efficiency: float = 1.0         # battery gets W x efficiency charging, gives W / efficiency
+    name: str | None = None         # its idToken (default "EV-<charger>")
 
 
 class _Station(OcppEndpoint):
@@ -386,7 +406,7 @@ class SimulatedChargePoint:
     def __init__(self, charger_id, url, version="2.1", password=None, vehicle=None,
                  meter_interval=1.0, reject_profiles=False, nonsense=False,
                  disconnect_after=None, reboot_after=None, send_invalid=False, ssl=None,
-                 connect_timeout=30.0, log=None):
+                 connect_timeout=30.0, log=None, notify_needs=True):
         if version not in SUBPROTOCOLS:
             raise ValueError(f"version must be one of {sorted(SUBPROTOCOLS)}, not {version!r}")
         self.charger_id, self.version, self.vehicle = charger_id, version, vehicle
@@ -395,6 +415,7 @@ class SimulatedChargePoint:
         self.meter_interval, self.heartbeat_interval = meter_interval, 0
         self.reject_profiles, self.nonsense, self.send_invalid = reject_profiles, nonsense, send_invalid
         self.disconnect_after, self.reboot_after = disconnect_after, reboot_after
+        self.notify_needs = notify_needs
         self.log = log
 
         self.received, self.call_errors, self.violations = [], [], []
@@ -402,26 +423,79 @@ class SimulatedChargePoint:
         self.gave_up = False
         self.power_w = 0.0
         self.import_wh = self.export_wh = 0.0
-        self.max_charge_w = self.max_discharge_w = 0.0
-        self.energy_wh = self.capacity_wh = self.reserve_wh = self.target_wh = 0.0
-        if vehicle:
-            self.capacity_wh = vehicle.capacity_kwh * 1000
-            self.energy_wh = self.capacity_wh * vehicle.soc_pct / 100
-            self.reserve_wh = self.capacity_wh * vehicle.min_soc_pct / 100
-            self.target_wh = min(self.capacity_wh, self.energy_wh + vehicle.need_kwh * 1000)
-            self.departure = time.time() + vehicle.depart_in_s
-            self.max_charge_w = vehicle.max_kw * 1000
-            if version == "2.1" and vehicle.bidirectional:
-                discharge_kw = vehicle.max_kw if vehicle.max_discharge_kw is None else vehicle.max_discharge_kw
-                self.max_discharge_w = discharge_kw * 1000
+        self._take_vehicle(vehicle)
 
         self.transaction_id = None
         self._station = None
+        self._live = False      # a session is running and past its own plug-in step
+        self._plugging = asyncio.Event()  # set while no plug-in is half done
+        self._plugging.set()
         self._commands = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._timers = []
         self._invalid_sent = 0
         self._power_cycle()
+
+    def _take_vehicle(self, vehicle, departure=None):
+        """The battery and limits of `vehicle` (None: an empty connector)."""
+        self.vehicle = vehicle
+        self.max_charge_w = self.max_discharge_w = 0.0
+        self.energy_wh = self.capacity_wh = self.reserve_wh = self.target_wh = 0.0
+        self._below_reserve_reported = False
+        if vehicle:
+            self.capacity_wh = vehicle.capacity_kwh * 1000
+            self.energy_wh = self.capacity_wh * vehicle.soc_pct / 100
+            self.reserve_wh = self.capacity_wh * vehicle.min_soc_pct / 100
+            self.target_wh = min(self.capacity_wh, self.energy_wh + vehicle.need_kwh * 1000)
+            self.departure = time.time() + vehicle.depart_in_s if departure is None else departure
+            self.max_charge_w = vehicle.max_kw * 1000
+            if self.version == "2.1" and vehicle.bidirectional:
+                discharge_kw = vehicle.max_kw if vehicle.max_discharge_kw is None else vehicle.max_discharge_kw
+                self.max_discharge_w = discharge_kw * 1000
+
+    # ------------------------------------------------------------------ vehicles coming and going
+
+    async def plug_in(self, vehicle, departure=None):
+        """A vehicle arrives at the empty connector: while connected, StatusNotification
+        Occupied, TransactionEvent Started and (unless notify_needs is False)
+        NotifyEVChargingNeeds with `departure` (Unix time; default now + depart_in_s);
+        while not, all of that as soon as the station has (re)booted."""
+        if self.vehicle is not None:
+            raise RuntimeError(f"{self.charger_id} already has a vehicle plugged in")
+        self._take_vehicle(vehicle, departure)
+        if self._live and not self._plugged:  # else the session's own _operate plugs it in
+            try:
+                await self._plug_in()
+            except websockets.exceptions.ConnectionClosed:
+                if self.transaction_id is None:
+                    self._plugged = False  # not started yet: the next connection starts it
+
+    async def unplug(self):
+        """The vehicle leaves: TransactionEvent Ended (EVDeparted / EVDisconnected), its
+        TxProfiles are dropped (OCPP deletes them with the transaction), StatusNotification
+        Available. Returns the energy in its battery at that moment (Wh)."""
+        if self.vehicle is None:
+            return 0.0
+        if not self._plugging.is_set():
+            await self._plugging.wait()  # a plug-in still talking to the CSMS: Started before Ended
+        await self.end_transaction("EVDeparted", "EVDisconnected")
+        energy_wh = self.energy_wh
+        self._plugged = False
+        self._profiles = {pid: entry for pid, entry in self._profiles.items()
+                          if entry[0].get("charging_profile_purpose") != "TxProfile"}
+        self._take_vehicle(None)
+        if self._live:
+            try:
+                await self._status("Available")
+            except websockets.exceptions.ConnectionClosed:
+                pass  # the next connection's StatusNotification says Available
+        return energy_wh
+
+    def power_now_w(self):
+        """Integrates the battery up to now and returns the power it draws from now on
+        (W at the outlet, negative while discharging)."""
+        self._advance()
+        return self.power_w
 
     # ------------------------------------------------------------------ recording
 
@@ -554,6 +628,7 @@ class SimulatedChargePoint:
         try:
             await asyncio.wait({reader, worker, command}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._live = False
             for task in (reader, worker, command):
                 task.cancel()
             await connection.close()
@@ -590,6 +665,7 @@ class SimulatedChargePoint:
             await self._status("Available")
         else:
             await self._status("Occupied" if self._plugged else "Available")
+        self._live = True  # from here on, plug_in() talks to the CSMS itself
         if self.vehicle and not self._plugged:
             await self._plug_in()
         await asyncio.gather(self._heartbeats(), self._meter_loop())
@@ -639,16 +715,21 @@ class SimulatedChargePoint:
 
     async def _plug_in(self):
         self._plugged = True
-        await self._status("Occupied")
-        self.transaction_id = f"{self.charger_id}-{uuid.uuid4().hex[:8]}"
-        self.transactions.append(self.transaction_id)
-        self._seq, self._tick = 0, None
-        self._advance()
-        dt = self._station.datatypes
-        await self._transaction_event(
-            "Started", "CablePluggedIn", meter=False, evse=dt.EVSEType(id=1, connector_id=1),
-            id_token=dt.IdTokenType(id_token=f"EV-{self.charger_id}", type="Local"))
-        await self._call("NotifyEVChargingNeeds", evse_id=1, charging_needs=self._charging_needs())
+        self._plugging = asyncio.Event()
+        try:
+            await self._status("Occupied")
+            self.transaction_id = f"{self.charger_id}-{uuid.uuid4().hex[:8]}"
+            self.transactions.append(self.transaction_id)
+            self._seq, self._tick = 0, None
+            self._advance()
+            dt = self._station.datatypes
+            await self._transaction_event(
+                "Started", "CablePluggedIn", meter=False, evse=dt.EVSEType(id=1, connector_id=1),
+                id_token=dt.IdTokenType(id_token=self.vehicle.name or f"EV-{self.charger_id}", type="Local"))
+            if self.notify_needs:
+                await self._call("NotifyEVChargingNeeds", evse_id=1, charging_needs=self._charging_needs())
+        finally:
+            self._plugging.set()
 
     def _charging_needs(self):
         dt, e = self._station.datatypes, self.energy_wh
@@ -756,8 +837,10 @@ class SimulatedChargePoint:
         profile in effect now."""
         now = time.monotonic()
         if self._tick is not None and self.transaction_id is not None:
-            wh = self.power_w * (now - self._tick) / 3600
-            self.energy_wh = min(max(self.energy_wh + wh, 0.0), self.capacity_wh)
+            wh = self.power_w * (now - self._tick) / 3600  # at the outlet
+            efficiency = self.vehicle.efficiency if self.vehicle else 1.0
+            stored = wh * efficiency if wh > 0 else wh / efficiency
+            self.energy_wh = min(max(self.energy_wh + stored, 0.0), self.capacity_wh)
             self.import_wh += max(wh, 0.0)
             self.export_wh += max(-wh, 0.0)
             if self.energy_wh < self.reserve_wh and self.power_w < 0 and not self._below_reserve_reported:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -192,6 +192,53 @@ def test_discharging_below_the_announced_reserve_is_a_violation():
             assert "below the announced reserve" in peer.violations[0]
             await eventually(lambda: peer.energy_wh == 0 and peer.power_w == 0,
                              "an empty battery stops discharging")
+    run(scenario)
+
+
+def test_vehicles_come_and_go_on_an_empty_connector():
+    """plug_in / unplug, as the building emulator uses them: one transaction per vehicle,
+    its name as the idToken, its own departure, efficiency in the battery, and a TxProfile
+    that leaves with its transaction."""
+    async def scenario():
+        async with Bench() as bench:
+            csms = bench.csms
+            peer = SimulatedChargePoint("BAY", bench.url, password=PASSWORD, vehicle=None,
+                                        meter_interval=0.2, connect_timeout=5.0)
+            bench.runs[peer] = asyncio.create_task(peer.run())
+            await csms.wait_call("BAY", "StatusNotification")
+            await asyncio.sleep(0.5)
+            assert csms.calls("BAY", "TransactionEvent") == [] and peer.power_now_w() == 0
+
+            departure = int(time.time()) + 900
+            await peer.plug_in(Vehicle(capacity_kwh=100, soc_pct=50, need_kwh=-10, max_kw=40,
+                                       efficiency=0.9, name="BUS-7"), departure=departure)
+            started = csms.calls("BAY", "TransactionEvent")[0]
+            assert started["eventType"] == "Started"
+            assert started["idToken"] == {"idToken": "BUS-7", "type": "Local"}
+            needs = csms.calls("BAY", "NotifyEVChargingNeeds")[0]["chargingNeeds"]
+            assert needs["departureTime"] == datetime.fromtimestamp(departure, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert needs["v2xChargingParameters"]["evTargetEnergyRequest"] == -10000, \
+                "it may leave with 10 kWh less than it came with"
+            assert await csms.push("BAY", setpoint_w=-20000) == {"status": "Accepted"}  # a TxProfile
+            await asyncio.sleep(1.0)
+            energy_wh = await peer.unplug()
+            assert peer.export_wh > 4, "it discharged at 20 kW for a second"
+            assert energy_wh - 50000 == pytest.approx(0.9 * peer.import_wh - peer.export_wh / 0.9, abs=1e-6), \
+                "the battery gains 90 % of what the outlet gives it and pays 1/0.9 of what it sends out"
+            ended = csms.calls("BAY", "TransactionEvent")[-1]
+            assert (ended["eventType"], ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == \
+                ("Ended", "EVDeparted", "EVDisconnected")
+            assert csms.calls("BAY", "StatusNotification")[-1]["connectorStatus"] == "Available"
+            assert peer.power_now_w() == 0 and peer.transaction_id is None
+
+            await peer.plug_in(Vehicle(max_kw=30, name="CAR-2"))
+            assert len(set(peer.transactions)) == 2
+            starts = [e for e in csms.calls("BAY", "TransactionEvent") if e["eventType"] == "Started"]
+            assert [e["idToken"]["idToken"] for e in starts] == ["BUS-7", "CAR-2"]
+            assert peer.power_now_w() == 30000, "the first vehicle's TxProfile left with its transaction"
+            with pytest.raises(RuntimeError):
+                await peer.plug_in(Vehicle())
+            assert peer.violations == [] and peer.call_errors == []
     run(scenario)
 
 

@@ -35,7 +35,9 @@ public final class ChargerFleet: SnapshotOverlay, DecisionActuator {
   public var indices: Set<Int> { Set(drivers.map(\.index)) }
 
   public func overlay(_ snapshot: inout Snapshot) {
-    let now = Date()
+    // The snapshot's own wall clock, where the site has one: wall-clock departures then
+    // land on the timeline exactly where the clock put them.
+    let now = snapshot.utcSeconds.map { Date(timeIntervalSince1970: $0) } ?? Date()
     var total = 0.0
     for (i, charger) in drivers where snapshot.chargers.indices.contains(i) {
       var state = charger.state(now: now)

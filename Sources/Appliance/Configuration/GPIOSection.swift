@@ -12,6 +12,10 @@ public struct GPIOSection: Codable, Sendable, Hashable {
     case libgpiod
     /// In-memory pins: the demo, tests, and a site computer before it is wired.
     case simulated
+    /// The building emulator's pins, served by another process over a Unix socket
+    /// (`emulator_socket`; Tests/Integration/gpio_line_server.py). A site swaps it for real
+    /// pins by setting `backend: libgpiod`, chip and lines unchanged.
+    case emulated
   }
 
   /// A line by offset (`17`) or name (`GPIO17`).
@@ -178,10 +182,13 @@ public struct GPIOSection: Codable, Sendable, Hashable {
   public var outputs: Outputs?
   public var pulseMeter: PulseMeterPin?
   public var loadShed: [ShedRelay]
+  /// The building emulator's line server socket (backend `emulated` only). A relative path
+  /// is relative to the configuration's folder, and resolved against it once validated.
+  public var emulatorSocket: String?
 
   public init(
     backend: Backend, chip: String? = nil, inputs: Inputs = Inputs(), outputs: Outputs? = nil,
-    pulseMeter: PulseMeterPin? = nil, loadShed: [ShedRelay] = []
+    pulseMeter: PulseMeterPin? = nil, loadShed: [ShedRelay] = [], emulatorSocket: String? = nil
   ) {
     self.backend = backend
     self.chip = chip
@@ -189,12 +196,14 @@ public struct GPIOSection: Codable, Sendable, Hashable {
     self.outputs = outputs
     self.pulseMeter = pulseMeter
     self.loadShed = loadShed
+    self.emulatorSocket = emulatorSocket
   }
 
   enum CodingKeys: String, CodingKey {
     case backend, chip, inputs, outputs
     case pulseMeter = "pulse_meter"
     case loadShed = "load_shed"
+    case emulatorSocket = "emulator_socket"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -211,6 +220,7 @@ public struct GPIOSection: Codable, Sendable, Hashable {
     outputs = try c.decodeIfPresent(Outputs.self, forKey: .outputs)
     pulseMeter = try c.decodeIfPresent(PulseMeterPin.self, forKey: .pulseMeter)
     loadShed = try c.decodeIfPresent([ShedRelay].self, forKey: .loadShed) ?? []
+    emulatorSocket = try c.decodeIfPresent(String.self, forKey: .emulatorSocket)
   }
 
   /// Every pin with its key path in the file, for checks and `gpio-check`.
@@ -293,7 +303,29 @@ public struct GPIOSection: Codable, Sendable, Hashable {
     if !loadShed.isEmpty && outputs == nil && inputs.utilityAvailable == nil {
       throw document.error(at: ["gpio", "load_shed"], "shed relays without an outage input cannot be used")
     }
-    return self
+    var s = self
+    switch (backend, emulatorSocket) {
+    case (.emulated, nil):
+      throw document.error(
+        at: ["gpio", "emulator_socket"], "missing: the emulated backend needs the building emulator's socket")
+    case (.emulated, let socket?):
+      // Relative to the configuration's folder, as the other sections' paths.
+      guard !socket.isEmpty else {
+        throw document.error(at: ["gpio", "emulator_socket"], "must name the building emulator's socket")
+      }
+      let path = MQTTSection.resolve(socket, base: (document.source as NSString).deletingLastPathComponent)
+      guard path.utf8.count <= 107 else {
+        throw document.error(
+          at: ["gpio", "emulator_socket"], "'\(path)' is too long for a Unix socket's path (at most 107 bytes)")
+      }
+      s.emulatorSocket = path
+    case (_, _?):
+      throw document.error(
+        at: ["gpio", "emulator_socket"], "only for backend: emulated (this backend is \(backend.rawValue))")
+    case (_, nil):
+      break
+    }
+    return s
   }
 }
 
@@ -305,6 +337,7 @@ extension GPIOSection {
     switch backend {
     case .libgpiod: LibgpiodBackend(devicePrefix: devicePrefix)
     case .simulated: SimulatedGPIO.raspberryPi(timeScale: simulatedSpeed)
+    case .emulated: EmulatedGPIO(socketPath: emulatorSocket ?? "")
     }
   }
 }

@@ -69,3 +69,25 @@ class FieldSite:
             env[f"MGE_OCPP__CHARGERS__{i}__PASSWORD_FILE"] = str(self.dir / f"{cid}.password")
         env.update({k: str(v) for k, v in extra.items()})
         return env
+
+
+def emulated_school(dest, load_kw, sessions, outages=(), duration_minutes=None):
+    """A small v2x-scenario/1 directory for the building emulator: the shipped school's
+    site, chargers and buses (from scenarios/school-buses-chicago), with `load_kw` one value
+    per scenario minute, `sessions` as (vehicle, charger, arrive_minute, depart_minute,
+    arrive_kwh, depart_min_kwh) and `outages` as (start_minute, end_minute)."""
+    import json
+    source = REPO / "scenarios" / "school-buses-chicago" / "scenario.json"
+    meta = json.loads(source.read_text())
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    meta.update({
+        "name": "emulated-school", "duration_minutes": duration_minutes or len(load_kw),
+        "dr_events": [], "outages": [{"start_minute": a, "end_minute": b} for a, b in outages],
+    })
+    (dest / "scenario.json").write_text(json.dumps(meta, indent=1))
+    (dest / "load.csv").write_text("minute,building_kw\n" + "".join(f"{m},{kw:.3f}\n" for m, kw in enumerate(load_kw)))
+    (dest / "sessions.csv").write_text(
+        "vehicle,charger,arrive_minute,depart_minute,arrive_kwh,depart_min_kwh\n"
+        + "".join(",".join(str(v) for v in s) + "\n" for s in sessions))
+    return dest

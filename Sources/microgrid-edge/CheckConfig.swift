@@ -76,6 +76,7 @@ struct CheckConfig: ParsableCommand {
         print(
           "  ocpp: \(ocpp.chargers.map(\.id).joined(separator: ", ")) connect to \(scheme)://\(ocpp.host):\(ocpp.port)\(ocpp.path)/<id> (Basic auth)"
             + (ocpp.upstream.map { "; Local Controller under \($0.url)" } ?? ""))
+        for problem in ocpp.passwordProblems() { print("  WARNING: \(problem)") }
       }
       if !c.mqttChargers.isEmpty {
         print("  mqtt chargers: \(c.mqttChargers.map { "\($0.id) on \($0.topic)/state" }.joined(separator: ", "))")

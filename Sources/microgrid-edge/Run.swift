@@ -42,6 +42,7 @@ struct Run: AsyncParsableCommand {
     var all: [(index: Int, charger: any Charger)] = []
     var endpoint: OCPPEndpoint?
     if let ocpp = configuration.ocpp {
+      for problem in ocpp.passwordProblems() { logger.warning("configuration: \(problem)") }
       var drivers: [OCPPCharger] = []
       for c in ocpp.chargers {
         guard let i = site.chargerIndex(id: c.id) else { continue }

@@ -25,13 +25,42 @@ def test_shipped_configuration_checks_as_a_field_site(tmp_path):
     assert "plant:" not in out and "scenario" not in out, out
 
 
-def test_shipped_configuration_names_a_missing_charger_password_file(tmp_path):
+def test_a_missing_charger_password_file_is_a_warning_and_refuses_only_that_charger(tmp_path):
+    """Passwords in files are read at each connection: check-config names the file that is
+    not there yet and passes; the running appliance refuses that charger (401) until the
+    file exists, then lets it in, with no restart."""
+    import base64
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
     site = FieldSite(tmp_path)
     env = site.env()
-    env["MGE_OCPP__CHARGERS__2__PASSWORD_FILE"] = str(tmp_path / "nowhere" / "C3.password")
+    missing = tmp_path / "later" / "C3.password"
+    env["MGE_OCPP__CHARGERS__2__PASSWORD_FILE"] = str(missing)
     proc = run(["check-config", SHIPPED_SITE], env=env)
-    assert proc.returncode == 2, describe(proc)
-    assert "ocpp.chargers[2].password_file" in proc.stderr and "nowhere/C3.password" in proc.stderr, describe(proc)
+    assert proc.returncode == 0, describe(proc)
+    assert f"WARNING: ocpp.chargers[2].password_file: charger C3: its password file {missing}" in proc.stdout, \
+        describe(proc)
+    daemon = Daemon(SHIPPED_SITE, tmp_path / "run", start_minute=None, env=env)
+    try:
+        assert daemon.wait_for_log("OCPP endpoint listening", timeout=20), daemon.describe()
+
+        def handshake(password):
+            auth = base64.b64encode(f"C3:{password}".encode()).decode()
+            try:
+                with connect(f"{site.ocpp_url}/C3", subprotocols=["ocpp2.1"], open_timeout=5,
+                             additional_headers={"Authorization": f"Basic {auth}"}):
+                    return 101
+            except InvalidStatus as e:
+                return e.response.status_code
+
+        assert handshake("c3-later-password-2026") == 401, daemon.describe()
+        assert "C3.password cannot be read; refused until it can be read" in daemon.log(), daemon.describe()
+        missing.parent.mkdir()
+        missing.write_text("c3-later-password-2026\n")
+        assert handshake("c3-later-password-2026") == 101, daemon.describe()
+        assert handshake("wrong-password") == 401
+    finally:
+        assert daemon.stop() == 0, daemon.describe()
 
 
 def test_with_broker_meters_and_chargers_absent_it_stays_up_safe_and_keeps_retrying(tmp_path):

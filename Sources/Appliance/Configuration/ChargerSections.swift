@@ -36,6 +36,9 @@ public struct OCPPSection: Codable, Sendable, Hashable {
       case upstreamPassword = "upstream_password"
     }
 
+    /// Where the endpoint finds the password (read at every connection).
+    public var passwordSource: ChargerPassword { passwordFile.map { .file($0) } ?? .inline(password) }
+
     public init(id: String, password: String, passwordFile: String? = nil, upstreamPassword: String? = nil) {
       self.id = id
       self.password = password
@@ -120,15 +123,9 @@ public struct OCPPSection: Codable, Sendable, Hashable {
         guard c.password.isEmpty else {
           throw fail(["chargers", String(i), "password_file"], "give password or password_file, not both")
         }
-        let path = MQTTSection.resolve(file, base: base)
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-          let first = text.split(separator: "\n", omittingEmptySubsequences: false).first,
-          !first.trimmingCharacters(in: .whitespaces).isEmpty
-        else {
-          throw fail(["chargers", String(i), "password_file"], "cannot read a password from \(path) (its first line)")
-        }
-        c.password = first.trimmingCharacters(in: .whitespaces)
-        c.passwordFile = path
+        // Read at each connection, not here: a file that is not there yet refuses that
+        // charger only (check-config warns), and a new password needs no restart.
+        c.passwordFile = MQTTSection.resolve(file, base: base)
         resolved[i] = c
       }
       guard site.chargerIndex(id: c.id) != nil else {
@@ -136,8 +133,10 @@ public struct OCPPSection: Codable, Sendable, Hashable {
           ["chargers", String(i), "id"], "'\(c.id)' is not one of the site's chargers \(site.chargers.map(\.id))")
       }
       guard seen.insert(c.id).inserted else { throw fail(["chargers", String(i), "id"], "'\(c.id)' is listed twice") }
-      guard !c.password.isEmpty else {
-        throw fail(["chargers", String(i), "password"], "must be set: chargers authenticate with HTTP Basic auth")
+      guard !c.password.isEmpty || c.passwordFile != nil else {
+        throw fail(
+          ["chargers", String(i), "password"],
+          "must be set (or password_file): chargers authenticate with HTTP Basic auth")
       }
     }
     if let upstream {
@@ -152,13 +151,23 @@ public struct OCPPSection: Codable, Sendable, Hashable {
     return s
   }
 
+  /// The chargers whose password cannot be read now (its file is missing or empty): each
+  /// is refused until it can be, the rest of the site runs. For check-config and the log.
+  public func passwordProblems() -> [String] {
+    chargers.enumerated().compactMap { i, c in
+      guard case .failure(let why) = c.passwordSource.read() else { return nil }
+      return "ocpp.chargers[\(i)].password_file: charger \(c.id): \(why); it is refused until it can be read"
+    }
+  }
+
   /// The endpoint's settings.
   public var endpointConfiguration: OCPPEndpoint.Configuration {
     var c = OCPPEndpoint.Configuration()
     c.host = host
     c.port = port
     c.path = path
-    c.passwords = Dictionary(chargers.map { ($0.id, $0.password) }, uniquingKeysWith: { a, _ in a })
+    c.passwords = Dictionary(
+      chargers.map { ($0.id, $0.passwordSource) }, uniquingKeysWith: { a, _ in a })
     c.tlsCertificatePath = tlsCertificate
     c.tlsKeyPath = tlsKey
     return c

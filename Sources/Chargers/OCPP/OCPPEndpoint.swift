@@ -5,6 +5,37 @@ import NIOSSL
 import OCPP
 import ServiceLifecycle
 
+/// Where a charger's Basic-auth password is: in the configuration, or in a file (its first
+/// line, mode 640) that is read at every connection attempt. So a new password needs no
+/// restart, and a file that is not there yet refuses that charger (401, with the reason in
+/// the log), never the appliance.
+public enum ChargerPassword: Sendable, Hashable {
+  case inline(String)
+  case file(String)
+
+  /// Why a password cannot be had.
+  public struct Unreadable: Error, Sendable, CustomStringConvertible {
+    public let description: String
+  }
+
+  /// The password now, or why it cannot be had.
+  public func read() -> Result<String, Unreadable> {
+    switch self {
+    case .inline(let password): return .success(password)
+    case .file(let path):
+      guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        return .failure(Unreadable(description: "its password file \(path) cannot be read"))
+      }
+      let first = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+        .trimmingCharacters(in: .whitespaces)
+      guard !first.isEmpty else {
+        return .failure(Unreadable(description: "its password file \(path) has no password on its first line"))
+      }
+      return .success(first)
+    }
+  }
+}
+
 /// The CSMS side of OCPP-J for the site's chargers: a WebSocket endpoint at
 /// `ws(s)://host:port/<path>/<charger id>` that speaks ocpp2.1 and ocpp2.0.1, with HTTP
 /// Basic auth per charger (security profile 1 over ws://, 2 over wss://), on SwiftNIO
@@ -17,7 +48,7 @@ public struct OCPPEndpoint: Service {
     /// Charge points connect to `<path>/<their id>`.
     public var path = "/ocpp"
     /// Charger id → its Basic-auth password. A charger not listed is refused.
-    public var passwords: [String: String] = [:]
+    public var passwords: [String: ChargerPassword] = [:]
     /// Certificate chain and key (PEM files): wss:// (security profile 2).
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
@@ -57,8 +88,13 @@ public struct OCPPEndpoint: Service {
     guard path.hasPrefix(prefix), let id = String(path.dropFirst(prefix.count)).removingPercentEncoding,
       !id.isEmpty, !id.contains("/")
     else { return .refuse(.notFound, "charge points connect to \(prefix)<charger id>") }
-    guard chargers[id] != nil, let password = configuration.passwords[id] else {
+    guard chargers[id] != nil, let source = configuration.passwords[id] else {
       return .refuse(.notFound, "charger \(id) is not in this site's configuration")
+    }
+    let password: String
+    switch source.read() {
+    case .success(let p): password = p
+    case .failure(let why): return .refuse(.unauthorized, "charger \(id): \(why); refused until it can be read")
     }
     // Basic auth: the username is the charger's id (OCPP 2.x security profiles 1 and 2).
     guard let header = head.headers["Authorization"].first, header.hasPrefix("Basic "),

@@ -103,10 +103,7 @@ struct CheckConfig: ParsableCommand {
 
   /// Which source the field site's demand meter counts (see `GridImportSource`).
   static func demandSource(_ c: SiteConfiguration) -> String {
-    var sources: [String] = []
-    if let grid = c.meters.first(where: { $0.role == .gridImport }) { sources.append("grid meter \(grid.id)") }
-    if c.gpio?.pulseMeter != nil { sources.append("the utility meter's pulses") }
-    if c.meters.contains(where: { $0.role == .buildingLoad }) { sources.append("building meters + chargers") }
+    let sources = GridImportSource.order(meters: c.meters, pulseMeter: c.gpio?.pulseMeter != nil)
     return sources.isEmpty
       ? "NOTHING (add a grid_import meter, a pulse meter or building meters)" : sources.joined(separator: ", then ")
   }

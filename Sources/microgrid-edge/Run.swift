@@ -244,8 +244,12 @@ struct Run: AsyncParsableCommand {
       site = fieldSite
       // Staff's instructions last: they may hold what the drivers report.
       overlays = [status]
-      if source.meters == nil && source.pulseMeterKW == nil {
+      let order = GridImportSource.order(
+        meters: configuration.meters, pulseMeter: configuration.gpio?.pulseMeter != nil)
+      if order.isEmpty {
         logger.warning("no meter is configured: the appliance cannot see the building's demand; safe state")
+      } else {
+        logger.info("grid import from \(order.joined(separator: ", then "))")
       }
     }
     let observers: [any StepObserver] =

@@ -259,45 +259,38 @@ final class ChargePointSessionTests: XCTestCase {
 
   func testAnEndedTransactionLeavesNoVehicle() throws {
     var s = try plugged()
-    _ = s.handleCall(
-      action: "TransactionEvent",
-      payload: [
-        "eventType": "Ended", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "EVDeparted", "seqNo": 2,
-        "transactionInfo": ["transactionId": "T-1"],
-      ], now: t0)
+    _ = s.handleCall(action: "TransactionEvent", payload: transaction("Ended", "T-1", seqNo: 2, at: t0), now: t0)
     XCTAssertNil(s.state(now: t0).vehicle)
     XCTAssertEqual(s.state(now: t0).maxChargeKW, 0)
     s.command(setpointKW: 5)
     XCTAssertEqual(s.callsDue(now: t0).count, 0, "no transaction, no profile")
   }
 
-  func socMeterValue(_ soc: Double, transaction: String, seqNo: Int) -> JSONValue {
-    [
-      "eventType": "Updated", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "MeterValuePeriodic",
-      "seqNo": .number(Double(seqNo)), "transactionInfo": ["transactionId": .string(transaction)],
-      "meterValue": [
-        ["timestamp": .string(OCPPTime.format(t0)), "sampledValue": [["value": .number(soc), "measurand": "SoC"]]]
-      ],
+  /// A TransactionEvent from the charge point: `Started` (cable plugged in, on EVSE 1),
+  /// `Updated` (periodic, with a state of charge when `soc` is given) or `Ended` (the EV left).
+  func transaction(_ eventType: String, _ id: String, seqNo: Int, at t: Date, soc: Double? = nil) -> JSONValue {
+    let trigger = ["Started": "CablePluggedIn", "Updated": "MeterValuePeriodic", "Ended": "EVDeparted"][eventType]!
+    var payload: [String: JSONValue] = [
+      "eventType": .string(eventType), "timestamp": .string(OCPPTime.format(t)), "triggerReason": .string(trigger),
+      "seqNo": .number(Double(seqNo)), "transactionInfo": ["transactionId": .string(id)],
     ]
+    if eventType == "Started" { payload["evse"] = ["id": 1, "connectorId": 1] }
+    if let soc {
+      payload["meterValue"] = [
+        ["timestamp": .string(OCPPTime.format(t)), "sampledValue": [["value": .number(soc), "measurand": "SoC"]]]
+      ]
+    }
+    return .object(payload)
   }
 
   func testANewVehicleStartsFromWhatItReportsNotThePreviousVehiclesStateOfCharge() throws {
     var s = try plugged()
-    _ = s.handleCall(action: "TransactionEvent", payload: socMeterValue(90, transaction: "T-1", seqNo: 1), now: t0)
+    _ = s.handleCall(
+      action: "TransactionEvent", payload: transaction("Updated", "T-1", seqNo: 1, at: t0, soc: 90), now: t0)
     XCTAssertEqual(try XCTUnwrap(s.state(now: t0).vehicle).energyKWh, 180, accuracy: 1e-9)
-    _ = s.handleCall(
-      action: "TransactionEvent",
-      payload: [
-        "eventType": "Ended", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "EVDeparted", "seqNo": 2,
-        "transactionInfo": ["transactionId": "T-1"],
-      ], now: t0)
+    _ = s.handleCall(action: "TransactionEvent", payload: transaction("Ended", "T-1", seqNo: 2, at: t0), now: t0)
     // The next vehicle: a new transaction and its needs at 16 %, no SoC meter value yet.
-    _ = s.handleCall(
-      action: "TransactionEvent",
-      payload: [
-        "eventType": "Started", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "CablePluggedIn",
-        "seqNo": 3, "transactionInfo": ["transactionId": "T-2"], "evse": ["id": 1, "connectorId": 1],
-      ], now: t0)
+    _ = s.handleCall(action: "TransactionEvent", payload: transaction("Started", "T-2", seqNo: 3, at: t0), now: t0)
     let needs: JSONValue = [
       "evseId": 1,
       "chargingNeeds": [
@@ -316,12 +309,7 @@ final class ChargePointSessionTests: XCTestCase {
   func testAVehicleThatSendsNoNeedsIsManagedOnTheSitesAssumptionChargeOnly() throws {
     var s = session()
     s.connect(now: t0)
-    _ = s.handleCall(
-      action: "TransactionEvent",
-      payload: [
-        "eventType": "Started", "timestamp": .string(OCPPTime.format(t0)), "triggerReason": "CablePluggedIn",
-        "seqNo": 0, "transactionInfo": ["transactionId": "T-5"], "evse": ["id": 1, "connectorId": 1],
-      ], now: t0)
+    _ = s.handleCall(action: "TransactionEvent", payload: transaction("Started", "T-5", seqNo: 0, at: t0), now: t0)
     let later = t0.addingTimeInterval(12)
     XCTAssertTrue(s.state(now: later).needsUnknown, "flagged, so the site can supply its needs")
     XCTAssertFalse(s.state(now: later).online)
@@ -340,15 +328,12 @@ final class ChargePointSessionTests: XCTestCase {
     let calls = s.callsDue(now: later)
     XCTAssertEqual(calls.map(\.action), ["SetChargingProfile"], "managed: it is sent its charging")
     // A state of charge of 47 % reads as 46.5 %: the low end of its rounding.
-    _ = s.handleCall(action: "TransactionEvent", payload: socMeterValue(47, transaction: "T-5", seqNo: 1), now: later)
+    _ = s.handleCall(
+      action: "TransactionEvent", payload: transaction("Updated", "T-5", seqNo: 1, at: t0, soc: 47), now: later)
     XCTAssertEqual(try XCTUnwrap(s.state(now: later).vehicle).energyKWh, 155 * 0.465, accuracy: 1e-9)
     // The vehicle leaves: the assumption goes with it.
     _ = s.handleCall(
-      action: "TransactionEvent",
-      payload: [
-        "eventType": "Ended", "timestamp": .string(OCPPTime.format(later)), "triggerReason": "EVDeparted", "seqNo": 2,
-        "transactionInfo": ["transactionId": "T-5"],
-      ], now: later)
+      action: "TransactionEvent", payload: transaction("Ended", "T-5", seqNo: 2, at: later), now: later)
     XCTAssertNil(s.assumedNeeds)
     XCTAssertNil(s.state(now: later).vehicle)
   }

@@ -53,7 +53,6 @@ public final class FieldSite: SiteIO {
     var lastImport: GridImportReading?
     var lastChargerKW: [Double] = []
     var lastBuildingKW = 0.0
-    var lastClosed: DemandMeter.ClosedInterval?
   }
 
   /// `drivers` fill the snapshot in order: the chargers first (the meters work out the
@@ -113,14 +112,16 @@ public final class FieldSite: SiteIO {
     if !now.synchronized { s.inputsFresh = false }
 
     let reading = gridImport(s)
-    let closed = inner.withLock { i -> (closed: [DemandMeter.ClosedInterval], save: DemandMeter?) in
+    // The meter's step under one lock: what closed, what to save (every few seconds and
+    // at each interval's end), and what the controller is shown.
+    let step = inner.withLock { i -> (closed: [DemandMeter.ClosedInterval], save: DemandMeter?, meter: DemandMeter) in
       defer {
         i.lastMonotonic = now.monotonic
         i.lastImport = reading
         i.lastBuildingKW = s.buildingDemandKW
         i.lastChargerKW = s.chargers.map(\.measuredKW)
       }
-      guard now.synchronized else { return ([], nil) }
+      guard now.synchronized else { return ([], nil, i.meter) }
       let localDate = { (utc: Double) in zone.localTime(atUTC: utc).date }
       var closed: [DemandMeter.ClosedInterval] = []
       if !i.restored {
@@ -144,18 +145,14 @@ public final class FieldSite: SiteIO {
       closed += i.meter.record(kW: reading.kW, seconds: measured, endingAt: now.utc, localDate: localDate)
       let due = i.lastSaved.map { now.monotonic - $0 >= configuration.saveEverySeconds } ?? true
       if due || !closed.isEmpty { i.lastSaved = now.monotonic }
-      if let last = closed.last { i.lastClosed = last }
-      return (closed, due || !closed.isEmpty ? i.meter : nil)
+      return (closed, due || !closed.isEmpty ? i.meter : nil, i.meter)
     }
-    if let meter = closed.save {
+    if let meter = step.save {
       state?.saveDemandMeter(meter)
-      for interval in closed.closed { state?.appendDemandInterval(interval) }
+      for interval in step.closed { state?.appendDemandInterval(interval) }
     }
-    for interval in closed.closed { logInterval(interval) }
-    let meter = inner.withLock { $0.meter }
-    if now.synchronized {
-      s.meter = meter.reading(localDate: s.localTime.date)
-    }
+    for interval in step.closed { logInterval(interval) }
+    if now.synchronized { s.meter = step.meter.reading(localDate: s.localTime.date) }
     s.meter.gridImportKW = reading.kW
     s.meter.gridImportSource = reading.source
     return s
@@ -237,6 +234,16 @@ public struct GridImportSource: Sendable {
     self.meters = meters
     self.pulseMeterKW = pulseMeterKW
     self.chargersKW = chargersKW
+  }
+
+  /// The sources a configuration has, in the order they are tried (for check-config and
+  /// the start-up log); empty: the demand meter can see nothing.
+  public static func order(meters: [MeterSpec], pulseMeter: Bool) -> [String] {
+    var sources: [String] = []
+    if let grid = meters.first(where: { $0.role == .gridImport }) { sources.append("grid meter \(grid.id)") }
+    if pulseMeter { sources.append("the utility meter's pulses") }
+    if meters.contains(where: { $0.role == .buildingLoad }) { sources.append("building meters + chargers") }
+    return sources
   }
 
   public func reading(_ s: Snapshot) -> GridImportReading {

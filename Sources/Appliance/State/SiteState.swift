@@ -219,7 +219,7 @@ public final class SiteState: Sendable {
   }
 
   public func intervalCount() -> Int {
-    (try? queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM demand_interval") }) ?? 0 ?? 0
+    (try? queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM demand_interval") }) ?? 0
   }
 
   struct Histories: Codable {

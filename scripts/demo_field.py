@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 from field_run import SITE_ID, FieldRun  # noqa: E402
 
-RUN_SECONDS = 380
+RUN_SECONDS = 410
 
 
 def iso(text):
@@ -43,7 +43,7 @@ def main():
     say("starting: mosquitto, the central receiver, the building emulator, and the appliance on the shipped site.yaml")
     run.start()
     try:
-        run.sleep_until(150)
+        run.sleep_until(180)
         reply, start, end = run.announce_event("utility-dr-demo", minutes_ahead=1, minutes=1)
         say(f"panel: announce_event utility-dr-demo (one minute): {reply['outcome']}: {reply['reason']}")
         run.sleep_until(RUN_SECONDS)

@@ -40,7 +40,7 @@ SESSIONS = [
 ]
 # C4's vehicle sends no NotifyEVChargingNeeds: the appliance manages it from its timetable.
 CHARGER_NEEDS = {"C1": "needs", "C2": "needs", "C3": "needs", "C4": "noneeds"}
-OUTAGE_MINUTES = (5.0, 5.75)         # scenario minutes = real minutes (speed 1)
+OUTAGE_MINUTES = (5.5, 6.25)         # scenario minutes = real minutes (speed 1)
 ENTER_SERVICE_DELAY = 10
 
 
@@ -108,8 +108,11 @@ class FieldRun:
         start = now.replace(second=0, microsecond=0).timestamp() + 60 * minutes_ahead
         fmt = lambda t: datetime.fromtimestamp(t).strftime("%Y-%m-%dT%H:%M")
         reply = self.panel.command("announce_event", event=event_id, start=fmt(start), end=fmt(start + 60 * minutes))
+        # The panel's site time may be a few seconds old; the event starts on a whole minute
+        # of the wall clock (zone offsets are whole minutes), so round to it.
         offset = time.time() - now.timestamp()
-        return reply, start + offset, start + 60 * minutes + offset
+        wall_start = round((start + offset) / 60) * 60
+        return reply, wall_start, wall_start + 60 * minutes
 
     def stop(self):
         codes = {}

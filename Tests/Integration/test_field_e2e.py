@@ -12,7 +12,7 @@ import pytest
 from field_run import ENTER_SERVICE_DELAY, SITE_ID, FieldRun
 from mge_helpers import CRASH_MARKERS
 
-RUN_SECONDS = 380
+RUN_SECONDS = 410
 
 
 def _iso(text):
@@ -24,7 +24,7 @@ def run(tmp_path_factory):
     r = FieldRun(tmp_path_factory.mktemp("field-e2e"))
     r.start()
     try:
-        r.sleep_until(150)
+        r.sleep_until(180)
         r.event = r.announce_event("utility-dr-e2e", minutes_ahead=1, minutes=1)
         r.cancelled = r.announce_event("utility-dr-cancelled", minutes_ahead=2, minutes=1)
         r.cancel_reply = r.panel.command("cancel_event", event="utility-dr-cancelled")

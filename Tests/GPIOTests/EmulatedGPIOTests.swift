@@ -113,6 +113,33 @@ private final class LineServerProcess: @unchecked Sendable {
 
   func post(_ signalNumber: Int32) { kill(process.processIdentifier, signalNumber) }
 
+  /// Stops the server with SIGSTOP and waits (up to 5 s) until every one of its threads is
+  /// stopped. kill() returns once the signal is queued; the group stop only reaches the
+  /// client threads after the thread that took the signal has run, and on a loaded machine a
+  /// client thread can answer one more request in between.
+  func stopAndWait() throws {
+    kill(process.processIdentifier, SIGSTOP)
+    let tasks = "/proc/\(process.processIdentifier)/task"
+    let deadline = ContinuousClock.now + .seconds(5)
+    while ContinuousClock.now < deadline {
+      let threads = (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []
+      let states = threads.compactMap { threadState(at: "\(tasks)/\($0)/stat") }
+      if !states.isEmpty && states.count == threads.count && states.allSatisfy({ $0 == "T" || $0 == "t" }) {
+        return
+      }
+      usleep(2_000)
+    }
+    throw ServerProblem("the line server did not stop within 5 s")
+  }
+
+  /// The state letter of /proc/PID/task/TID/stat: the field after the ")" closing the name.
+  private func threadState(at path: String) -> Character? {
+    guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return nil }
+    return stat[stat.index(after: close)...].first { $0 != " " }
+  }
+
   /// Kills it outright (no goodbye on the socket but the kernel's) and waits for the exit.
   func killNow() {
     kill(process.processIdentifier, SIGKILL)
@@ -411,8 +438,8 @@ private func named(_ name: String, activeLow: Bool = false, consumer: String = "
     let server = try LineServerProcess()
     let gpio = EmulatedGPIO(socketPath: server.socketPath, answerTimeoutSeconds: 0.5)
     let input = try gpio.requestInput(named("GPIO17"), edges: true)
-    server.post(SIGSTOP)
     defer { server.post(SIGCONT) }
+    try server.stopAndWait()
     let began = ContinuousClock.now
     let error = try #require(gpioFailure { try input.read() })
     #expect(error.kind == .io)

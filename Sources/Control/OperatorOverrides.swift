@@ -244,6 +244,19 @@ public struct OperatorOverrides: Sendable, Hashable, Codable {
     return ["an island test was \(was) when the appliance stopped; it is not resumed"]
   }
 
+  /// The instructions in force, one phrase each ("V2X paused"), for what a restart would
+  /// drop when nothing keeps them. Empty: nothing staff set is in force.
+  public var standingInstructions: [String] {
+    var out: [String] = []
+    if let kW = demandTargetKW { out.append("demand target \(kW) kW") }
+    out += heldVehicles.sorted().map { "\($0) held from discharging" }
+    if dischargePaused { out.append("V2X paused") }
+    out += departures.keys.sorted().map { "departure of \($0) set by \(departures[$0]!.setBy)" }
+    out += events.keys.sorted().map { "event \($0) announced by \(events[$0]!.announcedBy)" }
+    if islandTest != .none { out.append("island test \(islandTest.rawValue)") }
+    return out
+  }
+
   private func unknownVehicle(_ id: String, _ site: SiteDescription) -> String {
     "\(id) is not a configured vehicle (known: \(site.vehicles.map(\.id).joined(separator: ", ")))"
   }

@@ -55,11 +55,7 @@ struct CheckConfig: ParsableCommand {
       print(
         "  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s, ramp \(Int(c.control.enterServiceRampSeconds)) s"
       )
-      if let mqtt = c.mqtt {
-        print(
-          "  mqtt: \(mqtt.username ?? "anonymous")@\(mqtt.host):\(mqtt.port), panels under \(mqtt.topicPrefix ?? "")/ (commands from \(mqtt.topicPrefix ?? "")/command/<user>)"
-        )
-      }
+      if let mqtt = c.mqtt { for line in Self.mqttSummary(mqtt, siteName: c.site.name) { print("  " + line) } }
       for m in c.meters {
         print(
           "  meter \(m.id): \(m.role.rawValue) on \(m.topic)\(m.value.map { " at \($0)" } ?? ""), \(m.unit.rawValue), stale after \(m.staleAfterSeconds) s"
@@ -99,6 +95,38 @@ struct CheckConfig: ParsableCommand {
         print("  upload: none (no central: section)")
       }
     }
+  }
+
+  /// The broker, and the topics panels and Home Assistant use (docs/mqtt-api.md).
+  static func mqttSummary(_ mqtt: MQTTSection, siteName: String) -> [String] {
+    let prefix = mqtt.topicPrefix ?? "microgrid-edge/\(MQTTSection.slug(siteName))"
+    let login =
+      mqtt.username.map { user in "as \(user)" + (mqtt.passwordFile.map { ", password from \($0)" } ?? "") }
+      ?? "anonymous"
+    let security = mqtt.tls.map { "TLS, CA \($0.caFile)" + ($0.insecure ? ", host name NOT checked" : "") } ?? "no TLS"
+    var lines = [
+      "mqtt: broker \(mqtt.host):\(mqtt.port) (MQTT \(mqtt.protocol), \(security), keepalive \(mqtt.keepaliveSeconds) s), \(login)",
+      "panels: state on \(prefix)/state every \(mqtt.stateEverySeconds) s at most, status on \(prefix)/status, setpoints on \(prefix)/setpoints",
+    ]
+    if mqtt.commandUsers.isEmpty {
+      lines.append(
+        "commands: \(prefix)/command/<user> from any user the broker lets write there; replies on \(prefix)/reply/<user>"
+      )
+    } else {
+      lines.append(
+        "commands: only from \(mqtt.commandUsers.map { "\(prefix)/command/\($0)" }.joined(separator: ", ")) (mqtt.command_users); replies on \(prefix)/reply/<user>"
+      )
+    }
+    if mqtt.discovery.enabled {
+      let user = mqtt.discovery.commandUser
+      let allowed = mqtt.commandUsers.isEmpty || mqtt.commandUsers.contains(user)
+      lines.append(
+        "home assistant: discovery under \(mqtt.discovery.prefix)/, its controls command as \(user) on \(prefix)/command/\(user)"
+          + (allowed ? "" : " (WARNING: \(user) is not in mqtt.command_users, so every control will be refused)"))
+    } else {
+      lines.append("home assistant: no discovery (mqtt.discovery.enabled is false)")
+    }
+    return lines
   }
 
   /// Which source the field site's demand meter counts (see `GridImportSource`).

@@ -127,10 +127,11 @@ struct Run: AsyncParsableCommand {
     let recording = configuration.store.map { store in
       Self.recording(store: store, configuration: configuration, speed: loop.speed, logger: logger)
     }
-    // The appliance's own state (the field site): the period's peak, the interval in
-    // progress, the histories, staff's instructions and events, across restarts.
+    // The appliance's own state: staff's instructions and events across restarts, and at
+    // the field site the period's peak, the interval in progress and the histories too
+    // (a simulated plant's are its scenario's).
     var state: SiteState?
-    if simulated == nil, let section = configuration.state {
+    if let section = configuration.state {
       do {
         state = try SiteState(path: section.path, logger: logger)
       } catch {
@@ -142,7 +143,9 @@ struct Run: AsyncParsableCommand {
       site: configuration.site, meters: meters,
       enterServiceDelaySeconds: configuration.control.enterServiceDelaySeconds, recorder: recording?.recorder,
       state: state, logger: logger)
-    if simulated == nil, configuration.state != nil, state == nil {
+    if configuration.state == nil {
+      logger.warning("no state: section; staff's instructions are kept in memory only, and a restart drops them")
+    } else if state == nil {
       status.setAlarm(
         "state-store", .critical,
         "the state store \(configuration.state!.path) cannot be opened; nothing survives a restart",
@@ -259,7 +262,7 @@ struct Run: AsyncParsableCommand {
       configuration: loop, logger: logger, overlays: overlays, observers: observers,
       actuators: (field.map { [$0] } ?? []) + (wired.map { [$0] } ?? []) + (fleet.map { [$0] } ?? []), trigger: trigger,
       status: status,
-      memory: state)
+      memory: simulated == nil ? state : nil)
     logger.info(
       "microgrid-edge \(MicrogridEdge.configuration.version) starting",
       metadata: [

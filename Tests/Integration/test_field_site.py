@@ -21,6 +21,14 @@ def test_shipped_configuration_checks_as_a_field_site(tmp_path):
     assert "field site: the building the appliance is wired to; time zone America/Chicago" in out, out
     assert "grid import from grid meter main" in out, out
     assert "meter main: grid_import on building/meters/main/power" in out, out
+    # The broker and every topic panels and Home Assistant use (issue 20, item 6).
+    assert f"mqtt: broker 127.0.0.1:{site.broker_port} (MQTT 5, no TLS, keepalive 30 s), as microgrid-edge" in out, out
+    assert "panels: state on microgrid-edge/example-school/state" in out, out
+    assert ("commands: microgrid-edge/example-school/command/<user> from any user the broker lets write there"
+            in out), out
+    assert ("home assistant: discovery under homeassistant/, its controls command as homeassistant on "
+            "microgrid-edge/example-school/command/homeassistant") in out, out
+    assert "stale after 10.0 s" in out, out
     assert "ocpp: C1, C2, C3, C4" in out, out
     assert "plant:" not in out and "scenario" not in out, out
 
@@ -74,7 +82,8 @@ def test_with_broker_meters_and_chargers_absent_it_stays_up_safe_and_keeps_retry
         assert daemon.running, daemon.describe()
         log = daemon.log()
         assert "plant=none: the field site" in log, daemon.describe()
-        assert "alarm meter-main-stale raised" in log, daemon.describe()
+        # The meter is alarmed once its first reading was due (stale_after_seconds: 10).
+        assert daemon.wait_for_log("alarm meter-main-stale raised", 10), daemon.describe()
         assert daemon.lines(containing=f"connect to 127.0.0.1:{site.broker_port} failed"), daemon.describe()
         statuses = daemon.lines(level="info", containing="] status")
         assert len(statuses) >= 3, daemon.describe()

@@ -92,7 +92,14 @@ public actor ControlLoopService: Service {
         await Task.yield()
       }
     }
+    stopped()
+  }
+
+  /// After the last step of a clean stop: what must survive is kept, and what cannot be is
+  /// said.
+  private func stopped() {
     saveHistories()
+    status?.applianceStopping()
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
   }
 
@@ -183,8 +190,7 @@ public actor ControlLoopService: Service {
       let earliest = lastStep.advanced(by: min(configuration.minimumStepGap, realPeriod))
       if clock.now < earliest && !trigger.takeUrgent() { try? await Task.sleep(until: earliest, clock: clock) }
     }
-    saveHistories()
-    logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
+    stopped()
   }
 
   /// One control step; the site's plant (if simulated) moves on by `advancing` seconds

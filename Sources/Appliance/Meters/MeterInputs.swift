@@ -12,6 +12,8 @@ public final class MeterInputs: SnapshotOverlay {
   private let paths: [JSONPath?]
   private let state: Mutex<[Reading]>
   private let trigger: StepTrigger?
+  /// When the appliance began listening: the start of every meter's start-up grace.
+  private let startedAt: ContinuousClock.Instant
 
   struct Reading {
     /// kW for power meters, volts or hertz for the utility's.
@@ -34,11 +36,18 @@ public final class MeterInputs: SnapshotOverlay {
     public var ageSeconds: Double?
     public var stale: Bool
     public var staleAfterSeconds: Double
+    /// No reading yet, but none was due: the appliance started less than
+    /// `staleAfterSeconds` ago. The inputs are stale (no discharge on a guess), but no
+    /// alarm is raised for a meter that has not yet had its chance to report.
+    public var awaitingFirstReading: Bool
+    /// Stale, and past the start-up grace: worth an alarm.
+    public var alarming: Bool { stale && !awaitingFirstReading }
   }
 
   /// `trigger` is signalled on every accepted reading, so the loop can step at once.
-  public init(meters: [MeterSpec], trigger: StepTrigger? = nil) {
+  public init(meters: [MeterSpec], trigger: StepTrigger? = nil, startedAt: ContinuousClock.Instant = .now) {
     self.meters = meters
+    self.startedAt = startedAt
     var byTopic: [String: [Int]] = [:]
     for (i, m) in meters.enumerated() { byTopic[m.topic, default: []].append(i) }
     self.byTopic = byTopic
@@ -157,7 +166,8 @@ public final class MeterInputs: SnapshotOverlay {
         return Status(
           id: m.id, role: m.role, topic: m.topic, value: readings[i].value, ageSeconds: age,
           stale: readings[i].value == nil || (age ?? .infinity) > m.staleAfterSeconds,
-          staleAfterSeconds: m.staleAfterSeconds)
+          staleAfterSeconds: m.staleAfterSeconds,
+          awaitingFirstReading: readings[i].at == nil && Self.seconds(now - startedAt) <= m.staleAfterSeconds)
       }
     }
   }

@@ -12,10 +12,15 @@ public struct Alarm: Sendable, Hashable {
   public var since: Date
   public var active: Bool
   public var acknowledgedBy: String?
+  /// A latching alarm stays listed after it clears until someone acknowledges it: a fault
+  /// that came and went at night is still seen in the morning. A standing condition that
+  /// staff themselves cause and end (instructions kept in memory only) does not latch.
+  public var latches = true
 }
 
-/// The appliance's alarms. An alarm is listed while it is active, and after it clears
-/// until someone acknowledges it: a problem that came and went at night is still seen.
+/// The appliance's alarms. An alarm is listed while it is active, and (if it latches) after
+/// it clears until someone acknowledges it: a problem that came and went at night is still
+/// seen.
 public struct AlarmBoard: Sendable, Hashable {
   public private(set) var alarms: [Alarm] = []
 
@@ -26,16 +31,20 @@ public struct AlarmBoard: Sendable, Hashable {
 
   /// Raises (or keeps) an alarm. True if it was not active before.
   @discardableResult
-  public mutating func raise(_ id: String, _ severity: Alarm.Severity, _ message: String, at now: Date) -> Bool {
+  public mutating func raise(
+    _ id: String, _ severity: Alarm.Severity, _ message: String, at now: Date, latches: Bool = true
+  ) -> Bool {
+    let alarm = Alarm(
+      id: id, severity: severity, message: message, since: now, active: true, acknowledgedBy: nil, latches: latches)
     if let i = alarms.firstIndex(where: { $0.id == id }) {
       if alarms[i].active {
         alarms[i].message = message
         return false
       }
-      alarms[i] = Alarm(id: id, severity: severity, message: message, since: now, active: true, acknowledgedBy: nil)
+      alarms[i] = alarm
       return true
     }
-    alarms.append(Alarm(id: id, severity: severity, message: message, since: now, active: true, acknowledgedBy: nil))
+    alarms.append(alarm)
     return true
   }
 
@@ -44,7 +53,7 @@ public struct AlarmBoard: Sendable, Hashable {
   public mutating func clear(_ id: String) -> Bool {
     guard let i = alarms.firstIndex(where: { $0.id == id && $0.active }) else { return false }
     alarms[i].active = false
-    if alarms[i].acknowledgedBy != nil { alarms.remove(at: i) }
+    if alarms[i].acknowledgedBy != nil || !alarms[i].latches { alarms.remove(at: i) }
     return true
   }
 

@@ -127,7 +127,7 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
           m.ageSeconds.map { "no reading for \(Int($0)) s" } ?? "no usable reading since the appliance started"
         changes += Self.set(
           &s, "meter-\(m.id)-stale", .critical, "meter \(m.id): \(what) (\(m.topic)); safe state: no discharge",
-          active: m.stale, at: step.wallTime)
+          active: m.alarming, at: step.wallTime)
       }
       changes += Self.set(
         &s, "blackout", .critical, "utility lost and no vehicle can carry the building",
@@ -143,6 +143,7 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
         s.siteIOFailing = false
         changes += Self.set(&s, "site-io", .critical, "", active: false, at: step.wallTime)
       }
+      if changed != nil { changes += noteUnkept(&s, at: step.wallTime) }
       return (notes, changes, changed)
     }
     if let changed { state?.saveOverrides(changed) }
@@ -160,10 +161,11 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
   }
 
   private static func set(
-    _ s: inout Inner, _ id: String, _ severity: Alarm.Severity, _ message: String, active: Bool, at now: Date
+    _ s: inout Inner, _ id: String, _ severity: Alarm.Severity, _ message: String, active: Bool, at now: Date,
+    latches: Bool = true
   ) -> [AlarmChange] {
     if active {
-      return s.alarms.raise(id, severity, message, at: now)
+      return s.alarms.raise(id, severity, message, at: now, latches: latches)
         ? [AlarmChange(id: id, severity: severity, message: message, raised: true, at: now)] : []
     }
     return s.alarms.clear(id) ? [AlarmChange(id: id, severity: severity, message: message, raised: false, at: now)] : []
@@ -216,8 +218,10 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
       return set(kW)
     }
     var changed: OperatorOverrides?
+    var changes: [AlarmChange] = []
     let outcome = inner.withLock { s -> OperatorOverrides.Outcome in
       s.commandsHandled += 1
+      defer { if changed != nil { changes = noteUnkept(&s, at: Date()) } }
       switch command {
       case .setPeriodPeak: return .refused("unreachable")
       case .control(let c):
@@ -244,6 +248,39 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     }
     // Kept before the reply goes out: an instruction staff saw applied survives a power cut.
     if let changed { state?.saveOverrides(changed) }
+    report(changes)
+    if state == nil, changed != nil, case .applied(let text) = outcome, !changed!.standingInstructions.isEmpty {
+      return .applied(text + " (kept in memory only: a restart drops it)")
+    }
     return outcome
+  }
+
+  // MARK: - Instructions nothing keeps
+
+  /// Without a state store, staff's instructions live in memory only: while any is in force
+  /// an alarm says what a restart would drop (it does not latch: it is a standing
+  /// condition, not a fault, and ends when the instructions do).
+  private func noteUnkept(_ s: inout Inner, at now: Date) -> [AlarmChange] {
+    guard state == nil else { return [] }
+    let standing = s.overrides.standingInstructions
+    return Self.set(
+      &s, "instructions-not-kept", .warning,
+      "staff's instructions are kept in memory only (no state store): a restart drops "
+        + standing.joined(separator: "; "),
+      active: !standing.isEmpty, at: now, latches: false)
+  }
+
+  /// The appliance is stopping. Instructions that nothing keeps are dropped loudly: a
+  /// warning and a record each, so the next shift can see why a held vehicle discharged.
+  public func applianceStopping() {
+    guard state == nil else { return }
+    let standing = inner.withLock { $0.overrides.standingInstructions }
+    let now = Date()
+    for instruction in standing {
+      logger.warning("stopping with no state store: staff's instruction dropped: \(instruction)")
+      recorder?.event(
+        "instruction_dropped", at: now,
+        [("reason", RecordJSON.string("the appliance stopped with no state store to keep it: \(instruction)"))])
+    }
   }
 }

@@ -30,6 +30,8 @@ public final class PanelService: Service, StepObserver {
   private let publishState: StepTrigger
   private let shared = Mutex(Shared())
   private let version: String
+  /// Lines about refused input, bounded per topic (an SD card is not a flood sink).
+  private let refusals: RateLimitedLog
 
   private struct Shared {
     var lastSetpoints: [Double]?
@@ -57,6 +59,7 @@ public final class PanelService: Service, StepObserver {
     self.meters = meters
     self.logger = logger
     self.version = version
+    refusals = RateLimitedLog(logger: logger)
     prefix = section.topicPrefix ?? "microgrid-edge/\(MQTTSection.slug(site.name))"
     commandFilter = TopicFilter("\(prefix)/command/+")!
     birthTopic = "\(section.discovery.prefix)/status"
@@ -106,8 +109,10 @@ public final class PanelService: Service, StepObserver {
         publishDiscovery()
       }
       publishStateIfDue(now: clock.now)
+      refusals.flush()
     }
     client.stop()
+    refusals.flush(everything: true)
     logger.info("panel API stopped; said offline")
   }
 
@@ -176,7 +181,7 @@ public final class PanelService: Service, StepObserver {
       let problems = input.receive(topic: message.topic, payload: message.payload)
       if !problems.isEmpty {
         shared.withLock { $0.inputErrors += problems.count }
-        for p in problems { logger.error("\(p)") }
+        for p in problems { refusals.refused(on: message.topic, "\(p)") }
       }
     } else if let user = commandFilter.capture(message.topic) {
       handleCommand(message, user: user)
@@ -188,12 +193,13 @@ public final class PanelService: Service, StepObserver {
       case Array("offline".utf8): break
       default:
         shared.withLock { $0.inputErrors += 1 }
-        logger.error(
+        refusals.refused(
+          on: message.topic,
           "\(birthTopic): expected online or offline; ignored (payload: \(preview(message.payload)))")
       }
     } else {
       shared.withLock { $0.inputErrors += 1 }
-      logger.error("message on \(message.topic), which the appliance does not use; ignored")
+      refusals.refused(on: message.topic, "message on \(message.topic), which the appliance does not use; ignored")
     }
   }
 
@@ -206,8 +212,8 @@ public final class PanelService: Service, StepObserver {
       shared.withLock { $0.inputErrors += 1 }
       reply.outcome = "invalid"
       reply.reason = problem.text
-      logger.error(
-        "command from \(user) rejected: \(problem.text)",
+      refusals.refused(
+        on: message.topic, "command from \(user) rejected: \(problem.text)",
         metadata: ["topic": "\(message.topic)", "payload": "\(preview(message.payload))"])
     case .success(let command):
       if !section.commandUsers.isEmpty && !section.commandUsers.contains(user) {
@@ -223,12 +229,18 @@ public final class PanelService: Service, StepObserver {
           reply.reason = text
         }
       }
-      logger.notice(
-        "command \(command.name) from \(user): \(reply.outcome)",
-        metadata: [
-          "user": "\(user)", "command": "\(command.name)", "request_id": "\(parsed.requestID ?? "-")",
-          "outcome": "\(reply.outcome)", "reason": "\(reply.reason)",
-        ])
+      let metadata: Logger.Metadata = [
+        "user": "\(user)", "command": "\(command.name)", "request_id": "\(parsed.requestID ?? "-")",
+        "outcome": "\(reply.outcome)", "reason": "\(reply.reason)",
+      ]
+      // Every instruction staff gave is logged; refusals are bounded like other bad input.
+      if reply.outcome == "applied" {
+        logger.notice("command \(command.name) from \(user): applied", metadata: metadata)
+      } else {
+        refusals.refused(
+          on: message.topic, "command \(command.name) from \(user): \(reply.outcome)", level: .notice,
+          metadata: metadata)
+      }
       stateChanged()
     }
     status.recorder?.command(

@@ -38,6 +38,10 @@ struct CheckConfig: ParsableCommand {
         print(
           "  plant: simulated, following \(scenario.name) from minute \(plant.startMinute ?? 0) at \(plant.speed ?? 1)x"
         )
+        print(
+          "  state: "
+            + (c.state.map { "\($0.path) (staff's instructions and events)" }
+              ?? "none: staff's instructions are kept in memory only (add state: or store: to keep them)"))
       } else {
         let sync = c.time.map { $0.synchronized == "kernel" ? "the kernel's NTP status" : "\($0.synchronized)" } ?? ""
         print(

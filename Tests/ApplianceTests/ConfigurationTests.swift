@@ -98,6 +98,15 @@ struct ConfigurationTests {
     }
   }
 
+  @Test("a simulated plant keeps staff's instructions beside its records, or says it keeps them in memory")
+  func simulatedPlantState() throws {
+    #expect(try load(try exampleText()).configuration.state == nil, "no store: nothing to keep it beside")
+    let stored = try load(try exampleText() + "\nstore:\n  path: /tmp/mge-site/store.db\n").configuration
+    #expect(stored.state?.path == "/tmp/mge-site/state.db")
+    let named = try load(try exampleText() + "\nstate:\n  path: /tmp/elsewhere/state.db\n").configuration
+    #expect(named.state?.path == "/tmp/elsewhere/state.db")
+  }
+
   @Test("environment variables override any key, in sections, lists and new keys")
   func environmentOverrides() throws {
     let loaded = try load(

@@ -19,7 +19,10 @@ def start(broker, directory, config_path):
     meter.stream(120_000)
     panel = Panel(broker, "panel-lobby")
     assert panel.wait_status("online", 15), f"expected the daemon online within 15 s\n{daemon.describe()}"
-    assert panel.wait_state(lambda s: s["inputs_fresh"] is True and s["mode"] != "safe", 10), (
+    # A state of this daemon (no command handled yet: the retained one may be the last
+    # daemon's) with fresh inputs.
+    assert panel.wait_state(lambda s: s["mqtt"]["commands"] == 0 and s["inputs_fresh"] is True
+                            and s["mode"] != "safe", 10), (
         f"test setup: expected fresh inputs, last state {brief(panel.state())}\n{daemon.describe()}")
     return daemon, meter, panel
 
@@ -59,7 +62,7 @@ def test_instructions_survive_a_restart_with_a_state_store(broker, tmp_path):
 
     daemon, meter, panel = start(broker, tmp_path, config)
     try:
-        st = panel.wait_state(in_force, 5)
+        st = panel.wait_state(lambda s: s["mqtt"]["commands"] == 0 and in_force(s), 5)
         assert st, (
             f"expected, after a clean restart, the demand target 300 (operator), {HELD} held and V2X paused; "
             f"the state says target {panel.state().get('demand_target_kw')} "

@@ -14,8 +14,8 @@ public struct SiteConfiguration: Sendable {
   /// The site's time zone and clock (required for the field site).
   public var time: TimeSection?
   public var billing = BillingSection()
-  /// Where the appliance's own state is kept (the field site; default beside the store, or
-  /// /var/lib/microgrid-edge/state.db).
+  /// Where the appliance's own state is kept (default beside the store; at the field site
+  /// else /var/lib/microgrid-edge/state.db; nil: a simulated plant keeping it in memory).
   public var state: StateSection?
   /// Departures and needs of vehicles whose chargers do not say them.
   public var vehicleDefaults = VehicleDefaults()
@@ -252,10 +252,16 @@ public enum SiteConfigurationFile {
           "missing: the appliance runs the building it is wired to (no plant:), on the site's clock; name its time zone, e.g. time: {zone: America/New_York}"
         )
       }
-      if configuration.state == nil {
-        let folder = configuration.store.map { ($0.path as NSString).deletingLastPathComponent }
-        configuration.state = StateSection(
-          path: folder.map { ($0 as NSString).appendingPathComponent("state.db") } ?? StateSection.defaultPath)
+    }
+    // Staff's instructions survive a restart wherever the appliance keeps anything: beside
+    // the records' database by default. A simulated plant with neither keeps them in
+    // memory only (and says so), so example configurations run side by side in tests.
+    if configuration.state == nil {
+      let folder = configuration.store.map { ($0.path as NSString).deletingLastPathComponent }
+      if let folder {
+        configuration.state = StateSection(path: (folder as NSString).appendingPathComponent("state.db"))
+      } else if plant == nil {
+        configuration.state = StateSection(path: StateSection.defaultPath)
       }
     }
     return Loaded(

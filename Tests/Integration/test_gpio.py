@@ -87,7 +87,9 @@ def test_the_town_hall_outage_runs_the_sequence_over_gpio_with_its_timings():
     # The switch confirms within the configured 10 s; the utility is back after the 2 h
     # outage; the wait is the 300 s enter-service delay (IEEE 1547), the ramp 300 s.
     assert after[("transferring", "islanded")] < 10
-    assert 7190 <= after[("islanded", "enter-service-wait")] <= 7210
+    # At 1200x a millisecond of scheduling delay on a loaded machine is 1.2 site seconds:
+    # the islanded time (switch confirmation to the utility's return) is 2 h within 20 s.
+    assert 7180 <= after[("islanded", "enter-service-wait")] <= 7220, after
     assert 300 <= after[("enter-service-wait", "retransferring")] <= 310
     assert 280 <= after[("ramping-up", "normal")] <= 310
     assert "transfer to island commanded" in log

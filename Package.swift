@@ -140,7 +140,8 @@ let package = Package(
     .testTarget(
       name: "ApplianceTests",
       dependencies: [
-        "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "GPIO", "TestKit",
+        "SiteModel", "Control", "MQTT", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "GPIO",
+        "TestKit",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),

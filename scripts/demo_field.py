@@ -60,7 +60,7 @@ def main():
     for i in intervals:
         a, b = i["start"], i["start"] + 60
         targets = [s["demand_target_kw"] for s in run.states()
-                   if s and "time" in s and a - 1 <= iso(s["time"]) < b + 1 and s.get("mode") != "islanded"]
+                   if s and "time" in s and a - 1 <= iso(s["time"]) < b + 1 and s.get("demand_target_kw") is not None]
         modes = {s["mode"] for s in run.states() if s and "time" in s and a <= iso(s["time"]) < b}
         inside = [s for s in samples if a <= s["wall"] < b]
         buses = sum(sum(s["charger_kw"].values()) for s in inside) / max(1, len(inside))

@@ -100,10 +100,15 @@ class Watcher:
         return reply
 
 
+def kw(value):
+    """A power from the state, which is null where it does not apply (no target off the grid)."""
+    return "none" if value is None else f"{value:.0f} kW"
+
+
 def describe(state):
     discharging = {c["id"]: c["setpoint_kw"] for c in state["chargers"] if c["setpoint_kw"] < -0.05}
     return (f"mode {state['mode']}, building {state['building_load_kw']:.0f} kW, grid {state['grid_import_kw']:.0f} kW, "
-            f"target {state['demand_target_kw']:.0f} kW ({state['demand_target_source']}), "
+            f"target {kw(state['demand_target_kw'])} ({state['demand_target_source']}), "
             f"discharging {discharging or 'none'}, alarms {[a['id'] for a in state['alarms'] if a['active']]}")
 
 
@@ -145,7 +150,7 @@ def main():
             time.sleep(11)  # the 10 s enter-service delay after start-up
             target = round(base_w / 1000 - 40)
             panel.command("set_demand_target", kw=target)
-            panel.wait(lambda w: abs(w.state["demand_target_kw"] - target) < 0.5
+            panel.wait(lambda w: abs((w.state["demand_target_kw"] or 0) - target) < 0.5
                        and any(c["setpoint_kw"] < -1 for c in w.state["chargers"]), 10)
             say(describe(panel.state))
             results["shaving"] = any(c["setpoint_kw"] < -1 for c in panel.state["chargers"])

@@ -915,6 +915,10 @@ def render_command_template(template, value):
     return re.sub(r"{{\s*value\s*}}", str(value), template), notes
 
 
+SHARED_OPTIONS = ("availability", "availability_mode", "availability_template", "availability_topic",
+                  "command_topic", "payload_available", "payload_not_available", "state_topic")
+
+
 def test_home_assistant_discovery_and_control(site, broker):
     s = site.start(meter_w=123_456)
     s.wait_online()
@@ -922,32 +926,47 @@ def test_home_assistant_discovery_and_control(site, broker):
     ha = site.add(broker.client("homeassistant"))
     col = Collector(ha, "homeassistant/#")
     first = col.wait_for(lambda m: m.topic.endswith("/config"), timeout=5)
-    assert first is not None, f"expected retained discovery configs under homeassistant/#\n{s.daemon.describe()}"
+    assert first is not None, f"expected a retained discovery config under homeassistant/#\n{s.daemon.describe()}"
     n = -1
     while n != len(col.messages):        # until no new config for 0.5 s
         n = len(col.messages)
         time.sleep(0.5)
-    configs = {}
+    devices = {}
     for m in col.messages:
         if m.topic.endswith("/config") and m.payload:
             parsed = parse_json(m.payload)
             assert isinstance(parsed, dict), f"expected a JSON object in {m.topic}, got {m.payload[:200]!r}"
             assert m.retain, f"expected {m.topic} to be retained"
-            configs[m.topic] = expand(parsed)
+            devices[m.topic] = expand(parsed)
+    # Device-based discovery (Home Assistant 2024.11+): one config for the whole device,
+    # its entities under `components`, no per-entity configs any more.
+    assert len(devices) == 1 and re.fullmatch(r"homeassistant/device/microgrid_edge_[^/]+/config", next(iter(devices))), (
+        f"expected one config, on homeassistant/device/microgrid_edge_<site>/config, got {sorted(devices)}")
+    device_topic, device = next(iter(devices.items()))
+    assert device.get("origin", {}).get("name"), f"expected the device config to name its origin: {device}"
+    # Each component as Home Assistant builds it: the device's shared options, then its own.
+    configs = {}
+    for key, c in (device.get("components") or device.get("cmps") or {}).items():
+        c = expand(c)
+        merged = {k: device[k] for k in SHARED_OPTIONS if k in device}
+        merged.update({k: v for k, v in c.items() if k not in ("platform", "p")})
+        merged["device"] = device.get("device")
+        configs[f"{device_topic}/{c.get('platform') or c.get('p')}/{key}"] = merged
     listing = "\n".join(f"{t}: {json.dumps(c)[:300]}" for t, c in sorted(configs.items()))
+    assert configs, f"expected components in the device config: {device}"
+    kind = lambda t: t.split("/")[-2]    # noqa: E731
 
-    bad_topic = [t for t in configs if not re.fullmatch(r"homeassistant/[a-z_]+/microgrid_edge_[^/]+/[^/]+/config", t)]
-    assert not bad_topic, f"expected topics homeassistant/<component>/microgrid_edge_<site>/<object>/config, got {bad_topic}"
-    assert len({t.split("/")[2] for t in configs}) == 1, f"expected one <node> for all configs:\n{listing}"
-
-    sensors = [c for t, c in configs.items() if t.split("/")[1] == "sensor"
+    sensors = [c for t, c in configs.items() if kind(t) == "sensor"
                and c.get("state_topic") == STATE and "grid_import_kw" in (c.get("value_template") or "")]
     assert sensors, f"expected a sensor with state_topic {STATE} and a value_template using grid_import_kw:\n{listing}"
-    numbers = [(t, c) for t, c in configs.items() if t.split("/")[1] == "number"
+    numbers = [(t, c) for t, c in configs.items() if kind(t) == "number"
                and c.get("command_topic") == HA_COMMANDS]
     assert numbers, f"expected a number whose command_topic is {HA_COMMANDS}:\n{listing}"
-    for kind in ("switch", "button"):
-        assert any(t.split("/")[1] == kind for t in configs), f"expected a {kind} among the configs:\n{listing}"
+    untrusted = [t for t, c in configs.items() if ("state_topic" in c or "command_topic" in c) and c.get("qos") != 1]
+    assert not untrusted, f"expected qos 1 on every entity with a state or command topic (docs/mqtt-api.md): {untrusted}"
+    assert not [t for t, c in configs.items() if "object_id" in c], "expected no object_id (deprecated in HA 2025.10)"
+    for platform in ("switch", "button"):
+        assert any(kind(t) == platform for t in configs), f"expected a {platform} among the configs:\n{listing}"
 
     no_avail = [t for t, c in configs.items() if STATUS not in availability_topics(c)]
     assert not no_avail, f"expected every config to use {STATUS} for availability, these do not: {no_avail}"
@@ -974,14 +993,14 @@ def test_home_assistant_discovery_and_control(site, broker):
 
     # The other controls, pressed as Home Assistant would: the V2X switch and the
     # "acknowledge all alarms" button.
-    switch = next((c for t, c in configs.items() if t.split("/")[1] == "switch"
+    switch = next((c for t, c in configs.items() if kind(t) == "switch"
                    and "v2x" in t and c.get("command_topic") == HA_COMMANDS), None)
     assert switch and switch.get("payload_on"), f"expected a V2X switch publishing to {HA_COMMANDS}:\n{listing}"
     ha.publish_and_wait(HA_COMMANDS, switch["payload_on"], qos=1)
     assert s.panel.wait_state(lambda x: x["v2x_paused"] is True, 5), (
         f"expected v2x_paused true after the switch's payload_on {switch['payload_on']!r}; replies: "
         f"{replies.replies.values(since)}")
-    ack = next((c for t, c in configs.items() if t.split("/")[1] == "button"
+    ack = next((c for t, c in configs.items() if kind(t) == "button"
                 and "acknowledge_alarm" in (c.get("payload_press") or "")), None)
     assert ack, f"expected an acknowledge-alarms button:\n{listing}"
     # A cleared alarm for the button: the meter goes quiet past its stale_after, then reads
@@ -1003,7 +1022,7 @@ def test_home_assistant_discovery_and_control(site, broker):
     # Home Assistant restarting announces itself: the configs come again.
     col.clear()
     ha.publish_and_wait("homeassistant/status", b"online", qos=1)
-    again = col.wait_for(lambda m: m.topic in configs, timeout=5)
+    again = col.wait_for(lambda m: m.topic == device_topic, timeout=5)
     assert again is not None, f"expected the configs republished after homeassistant/status `online`"
 
 

@@ -26,7 +26,7 @@ enum PanelJSON {
       "mode": d.mode.rawValue,
       "grid_import_kw": gridImport(last).map { round($0) as Any } ?? NSNull(),
       "building_load_kw": round(s.buildingDemandKW),
-      "demand_target_kw": round(d.demandTargetKW),
+      "demand_target_kw": demandTarget(d).map { round($0) as Any } ?? NSNull(),
       "demand_target_source": view.overrides.demandTargetKW == nil ? "auto" : "operator",
       "month_peak_kw": round(s.meter.monthPeakKW),
       "demand": [
@@ -144,6 +144,17 @@ enum PanelJSON {
   static func gridImport(_ step: StepRecord) -> Double? {
     if let kW = step.snapshot.meter.gridImportKW { return kW }
     return step.applied.gridKW.isFinite ? step.applied.gridKW : nil
+  }
+
+  /// The demand target in force, or nil when none applies: off the grid (islanded,
+  /// reconnecting, blackout) the controller makes no target and the decisions carry 0,
+  /// which is no target a panel can show or set (a target must be above 0).
+  static func demandTarget(_ d: Decisions) -> Double? {
+    switch d.mode {
+    case .islanded, .reconnecting, .blackout: return nil
+    case .gridConnected, .demandResponse, .safe, .emergencyStop:
+      return d.demandTargetKW.isFinite && d.demandTargetKW > 0 ? d.demandTargetKW : nil
+    }
   }
 
   static func setpoints(_ step: StepRecord, site: SiteDescription, rounded: [Double]) -> String {

@@ -27,6 +27,9 @@ public final class PanelService: Service, StepObserver {
   private let prefix: String
   private let commandFilter: TopicFilter
   private let birthTopic: String
+  private let discovery: HomeAssistantDiscovery
+  /// Per-entity configs an older appliance left retained (see `migrateLegacyConfig`).
+  private let legacyDiscovery: TopicFilter
   private let publishState: StepTrigger
   private let shared = Mutex(Shared())
   private let version: String
@@ -40,8 +43,15 @@ public final class PanelService: Service, StepObserver {
     var lastStatePublished: ContinuousClock.Instant?
     var stateWanted = true
     var inputErrors = 0
-    var discoveryWanted = false
+    /// When to publish the discovery config next, if at all.
+    var discoveryDue: ContinuousClock.Instant?
   }
+
+  /// How long discovery waits after a connect: the broker sends the retained per-entity
+  /// configs of an older appliance right after the subscription, and Home Assistant must
+  /// see those migrated before the device config, or it refuses the device's entities as
+  /// conflicting (until the next publish).
+  static let discoveryDelay = Duration.seconds(1)
 
   public var mqttClient: MQTTClient { client }
 
@@ -63,6 +73,10 @@ public final class PanelService: Service, StepObserver {
     prefix = section.topicPrefix ?? "microgrid-edge/\(MQTTSection.slug(site.name))"
     commandFilter = TopicFilter("\(prefix)/command/+")!
     birthTopic = "\(section.discovery.prefix)/status"
+    discovery = HomeAssistantDiscovery(
+      prefix: prefix, discoveryPrefix: section.discovery.prefix, commandUser: section.discovery.commandUser,
+      site: site, version: version)
+    legacyDiscovery = TopicFilter(discovery.legacyFilter)!
     let publishState = StepTrigger()
     self.publishState = publishState
     // The handlers need `self`, which is not complete yet: route through a box.
@@ -74,7 +88,7 @@ public final class PanelService: Service, StepObserver {
         connected: { router.target?.connected() }),
       logger: logger)
     var filters = [commandFilter.text] + inputs.keys.sorted()
-    if section.discovery.enabled { filters.append(birthTopic) }
+    if section.discovery.enabled { filters += [birthTopic, legacyDiscovery.text] }
     try client.subscribe(filters, qos: 1)
     router.target = self
     // The chargers' setpoints go out on this client.
@@ -104,10 +118,13 @@ public final class PanelService: Service, StepObserver {
     // State within a second of any change, and at least every `state_every_seconds`.
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       await publishState.wait(until: clock.now.advanced(by: .milliseconds(250)))
-      if shared.withLock({ $0.discoveryWanted }) {
-        shared.withLock { $0.discoveryWanted = false }
-        publishDiscovery()
+      let now = clock.now
+      let discoveryDue = shared.withLock { s -> Bool in
+        guard let due = s.discoveryDue, due <= now else { return false }
+        s.discoveryDue = nil
+        return true
       }
+      if discoveryDue { publishDiscovery() }
       publishStateIfDue(now: clock.now)
       refusals.flush()
     }
@@ -171,7 +188,7 @@ public final class PanelService: Service, StepObserver {
   private func connected() {
     shared.withLock {
       $0.stateWanted = true
-      $0.discoveryWanted = section.discovery.enabled
+      if section.discovery.enabled { $0.discoveryDue = ContinuousClock.now + Self.discoveryDelay }
     }
     publishState.signal()
   }
@@ -188,7 +205,7 @@ public final class PanelService: Service, StepObserver {
     } else if section.discovery.enabled && message.topic == birthTopic {
       switch message.payload {
       case Array("online".utf8):
-        shared.withLock { $0.discoveryWanted = true }
+        shared.withLock { $0.discoveryDue = ContinuousClock.now }
         publishState.signal()
       case Array("offline".utf8): break
       default:
@@ -197,6 +214,8 @@ public final class PanelService: Service, StepObserver {
           on: message.topic,
           "\(birthTopic): expected online or offline; ignored (payload: \(preview(message.payload)))")
       }
+    } else if section.discovery.enabled && legacyDiscovery.matches(message.topic) {
+      migrateLegacyConfig(message)
     } else {
       shared.withLock { $0.inputErrors += 1 }
       refusals.refused(on: message.topic, "message on \(message.topic), which the appliance does not use; ignored")
@@ -252,11 +271,31 @@ public final class PanelService: Service, StepObserver {
 
   private func publishDiscovery() {
     guard section.discovery.enabled else { return }
-    let configs = HomeAssistantDiscovery(
-      prefix: prefix, discoveryPrefix: section.discovery.prefix, commandUser: section.discovery.commandUser,
-      site: site, version: version
-    ).configs()
-    for (topic, body) in configs { client.publish(topic, body, qos: 1, retain: true) }
-    logger.info("Home Assistant discovery published", metadata: ["entities": "\(configs.count)"])
+    client.publish(discovery.deviceTopic, discovery.deviceConfig(), qos: 1, retain: true)
+    logger.info(
+      "Home Assistant discovery published",
+      metadata: ["topic": "\(discovery.deviceTopic)", "entities": "\(discovery.components().count)"])
+  }
+
+  /// A per-entity config that an appliance before device-based discovery left retained.
+  /// Left there, Home Assistant would keep that entity beside (or instead of) the
+  /// device's. Home Assistant's migration: `migrate_discovery` unloads the entity but
+  /// keeps it in the registry, the empty retained payload removes the old config from
+  /// the broker, and the device config (published again just after) takes the entity
+  /// over by its unique id, with its entity id and history. An object that no longer
+  /// exists (a charger removed since) is only cleared: Home Assistant then removes it.
+  /// Each topic is handled once: once cleared, the broker has nothing to send again.
+  private func migrateLegacyConfig(_ message: MQTTClient.Message) {
+    let body = message.payload
+    // Our own two messages come back through the subscription.
+    guard !body.isEmpty, body != Array(HomeAssistantDiscovery.migrateDiscovery.utf8) else { return }
+    let current = discovery.components().contains { discovery.legacyTopic($0) == message.topic }
+    if current { client.publish(message.topic, HomeAssistantDiscovery.migrateDiscovery, qos: 1) }
+    client.publish(message.topic, [], qos: 1, retain: true)
+    shared.withLock { $0.discoveryDue = ContinuousClock.now + .milliseconds(300) }
+    publishState.signal()
+    logger.notice(
+      "Home Assistant: a per-entity discovery config from an older version \(current ? "migrated to" : "removed for") the device config",
+      metadata: ["topic": "\(message.topic)"])
   }
 }

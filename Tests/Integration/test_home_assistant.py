@@ -29,7 +29,7 @@ if _unavailable:
     pytest.skip(_reason, allow_module_level=True)
 
 from mqtt_broker import Broker, Collector  # noqa: E402  (paho-mqtt: only when not skipped)
-from mqtt_daemon import DAEMON_USER, PREFIX, Daemon, Meter, Panel, brief, write_config  # noqa: E402
+from mqtt_daemon import DAEMON_USER, PREFIX, STALE_AFTER, Daemon, Meter, Panel, brief, write_config  # noqa: E402
 
 SITE_NAME = "Example primary school (four electric buses)"   # config/example-school.yaml
 DEVICE = f"Microgrid Edge: {SITE_NAME}"
@@ -307,9 +307,14 @@ def test_a_refusal_shows_in_home_assistant(rig):
 
 
 def test_acknowledge_button_clears_the_cleared_alarms(rig):
-    st = rig.panel.state()
-    assert any(not a["active"] for a in st["alarms"]), (
-        f"test setup: expected meter-main-stale listed, cleared and unacknowledged: {st['alarms']}")
+    # A cleared alarm to acknowledge: the meter goes quiet past its stale_after, then
+    # reads again (meter-main-stale latches until someone has seen it).
+    rig.meter.stop_stream()
+    assert rig.panel.wait_state(lambda s: any(a["id"] == "meter-main-stale" and a["active"] for a in s["alarms"]),
+                                STALE_AFTER + 3), f"test setup: expected meter-main-stale, {brief(rig.panel.state())}"
+    rig.meter.stream(BUILDING_KW * 1000)
+    st = rig.panel.wait_state(lambda s: any(not a["active"] for a in s["alarms"]) and s["inputs_fresh"], 6)
+    assert st, f"test setup: expected meter-main-stale listed, cleared and unacknowledged: {rig.panel.state()}"
     press_and_reply(rig, "button", "press", eid("button.acknowledge_all_alarms"))
     st = rig.panel.wait_state(lambda s: all(a["active"] for a in s["alarms"]), 5)
     assert st is not None, f"expected only active alarms left, got {rig.panel.state()['alarms']}"

@@ -116,6 +116,9 @@ public final class CentralUploader: Service, Sendable {
   private func loop(_ client: any CentralClient) async {
     var policy = UploadPolicy(configuration.policy)
     var lastBacklogLog = Date.distantPast
+    // What the last warning was about ("HTTP 500 Internal Server Error", a timeout...): a
+    // different failure while still offline is worth a warning of its own.
+    var lastWarned: String?
     // When the records now waiting were first seen waiting (nil: none wait).
     var waitingSince: ContinuousClock.Instant?
     while !Task.isCancelled {
@@ -167,7 +170,9 @@ public final class CentralUploader: Service, Sendable {
       if Task.isCancelled, case .failed = response { break }
       let before = policy.state
       let action = policy.decide(response, first: batch.first, last: batch.last, jitter: Double.random(in: 0..<1))
-      report(response, batch: batch, before: before, policy: policy, backlog: counters.backlog)
+      report(
+        response, action: action, batch: batch, before: before, policy: policy, backlog: counters.backlog,
+        lastWarned: &lastWarned)
       switch action {
       case .confirm(let through):
         do {
@@ -197,7 +202,6 @@ public final class CentralUploader: Service, Sendable {
         outbox.refreshCounters()
       case .shrink(let maxRecords):
         shared.withLock { $0.maxRecords = maxRecords }
-        logger.warning("upload: the program took the batch as too large; at most \(maxRecords) records per batch now")
       case .wait(let seconds):
         shared.withLock { $0.nextAttempt = Date().addingTimeInterval(seconds) }
         if policy.state != .unauthorized, Date().timeIntervalSince(lastBacklogLog) >= configuration.backlogLogSeconds {
@@ -216,33 +220,43 @@ public final class CentralUploader: Service, Sendable {
     }
   }
 
+  /// The state, the panel's last error and the log: what the program (or the way to it)
+  /// answered, in words, and what the uploader does about it.
   private func report(
-    _ response: CentralResponse, batch: RecordStore.Batch, before: UploadState, policy: UploadPolicy, backlog: Int64
+    _ response: CentralResponse, action: UploadPolicy.Action, batch: RecordStore.Batch, before: UploadState,
+    policy: UploadPolicy, backlog: Int64, lastWarned: inout String?
   ) {
-    let detail: String?
-    switch response {
-    case .accepted, .alreadyStored: detail = nil
-    case .unauthorized(let status, let body): detail = "HTTP \(status) (the site token is refused): \(body)"
-    case .tooLarge: detail = "HTTP 413 (batch too large)"
-    case .throttled(let after): detail = "HTTP 429 (retry after \(after.map { "\($0) s" } ?? "backoff"))"
-    case .failed(let text): detail = text
-    }
+    let detail = response.detail
     set(policy.state, error: detail)
     let range = "\(batch.first)-\(batch.last)"
+    let then: String
+    switch action {
+    case .wait(let seconds): then = "; records kept, retrying in \(HTTPCentralClient.formatSeconds(seconds))"
+    default: then = ""
+    }
+    if case .shrink(let maxRecords) = action {
+      logger.warning(
+        "upload: the program took the batch as too large; at most \(maxRecords) records per batch now (\(detail ?? ""))",
+        metadata: ["batch": "\(range)", "records": "\(batch.last - batch.first + 1)"])
+      return
+    }
     switch policy.state {
     case .unauthorized:
       // Loud every time: nothing reaches the program until somebody fixes the token.
       logger.error(
-        "upload refused: \(detail ?? "")", metadata: ["batch": "\(range)", "backlog": "\(backlog)"])
+        "upload refused: \(detail ?? "")\(then)", metadata: ["batch": "\(range)", "backlog": "\(backlog)"])
     case .connected where before != .connected:
       logger.notice(
         "upload: connected to the central program", metadata: ["backlog": "\(backlog)", "batch": "\(range)"])
     case .offline, .throttled, .tooLarge:
-      if before != policy.state {
+      let kind = detail.map { String($0.prefix { $0 != ":" && $0 != ";" }) }
+      if before != policy.state || kind != lastWarned {
+        lastWarned = kind
         logger.warning(
-          "upload: \(policy.state.rawValue): \(detail ?? "")", metadata: ["batch": "\(range)", "backlog": "\(backlog)"])
+          "upload: \(policy.state.rawValue): \(detail ?? "")\(then)",
+          metadata: ["batch": "\(range)", "backlog": "\(backlog)"])
       } else {
-        logger.debug("upload failed again: \(detail ?? "")", metadata: ["failures": "\(policy.failures)"])
+        logger.debug("upload failed again: \(detail ?? "")\(then)", metadata: ["failures": "\(policy.failures)"])
       }
     default: break
     }

@@ -10,12 +10,36 @@ public enum CentralResponse: Sendable, Hashable {
   /// 401/403: the token is wrong.
   case unauthorized(status: Int, detail: String)
   /// 413: the batch is too large.
-  case tooLarge
+  case tooLarge(detail: String)
   /// 429: slow down; `retryAfter` seconds when the program said so.
-  case throttled(retryAfter: Double?)
+  case throttled(retryAfter: Double?, detail: String)
   /// 5xx, timeouts, refused or dropped connections, and answers the contract does not
   /// have (a 200 without accepted_through): keep everything and retry.
   case failed(String)
+
+  // Every `detail` is one line for the log and the panel: the status and its name, what it
+  // means here, and what the program said ("HTTP 413 Payload Too Large: the batch is too big
+  // for the program; the program said: ..."), or the transport failure in words.
+
+  /// The line for the log (nil for a confirmation).
+  public var detail: String? {
+    switch self {
+    case .accepted, .alreadyStored: return nil
+    case .unauthorized(let status, let detail): return status == 0 ? "no token: \(detail)" : detail
+    case .tooLarge(let detail), .throttled(_, let detail), .failed(let detail): return detail
+    }
+  }
+
+  /// The same answer with more said about it.
+  func adding(_ more: String) -> CentralResponse {
+    switch self {
+    case .accepted, .alreadyStored: return self
+    case .unauthorized(let status, let detail): return .unauthorized(status: status, detail: "\(detail); \(more)")
+    case .tooLarge(let detail): return .tooLarge(detail: "\(detail); \(more)")
+    case .throttled(let after, let detail): return .throttled(retryAfter: after, detail: "\(detail); \(more)")
+    case .failed(let detail): return .failed("\(detail); \(more)")
+    }
+  }
 }
 
 /// The connection to the program as panels and logs show it.
@@ -98,7 +122,7 @@ public struct UploadPolicy: Sendable {
       state = .tooLarge
       failures += 1
       return .wait(seconds: jittered(configuration.maxBackoff, jitter))
-    case .throttled(let retryAfter):
+    case .throttled(let retryAfter, _):
       state = .throttled
       failures += 1
       if let retryAfter, retryAfter > 0 { return .wait(seconds: min(retryAfter, 3600) * (1 + 0.2 * jitter)) }

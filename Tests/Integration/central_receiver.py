@@ -116,6 +116,19 @@ The random draws come from random.Random(seed) (draws only for faults that have 
     http_500                 500 {"error": "injected"}; nothing stored.
     http_413                 413 whatever the size; nothing stored.
     http_429[:retry_after=R] 429 with Retry-After: R (default: retry_after, 1); nothing stored.
+    http_400_html            400 with an HTML page (text/html, several lines), as a proxy or a
+                             web framework's default error page answers; nothing stored.
+      early=1 (or close)     (with any of the four http_ faults) answer as soon as the request
+                             head is read, WITHOUT reading the body, then close the connection
+                             (Connection: close), as servers that refuse early do. The unread
+                             body makes the kernel reset the connection, so the client may see
+                             a write error or a reset although the answer was sent.
+      early=keep             the same answer, but the connection stays open with the body
+                             unread: the server then reads the body as the next request and
+                             answers that garbage (http.server's HTML error page, without a
+                             status line), as a naive server does. With seconds=S it waits S s
+                             before it reads on, so that the client's next request on the same
+                             connection gets that answer.
     drop_mid_body[:bytes=B]  read B bytes of the body (default half of Content-Length, at
                              least 1) then reset the connection; nothing stored.
     accept_but_drop_response process the request normally (a valid batch IS stored, its key
@@ -123,8 +136,8 @@ The random draws come from random.Random(seed) (draws only for faults that have 
                              retry gets 409 (D12) and nothing is stored twice.
 
 Spec string (--faults, set_faults, /_control/faults): entries separated by ",", each
-`name[:key=value]...` with keys p, n, seconds, retry_after, bytes; plus an optional entry
-`seed=N`. Example: "http_500:p=0.3,timeout:n=1:seconds=2,seed=7". JSON form: a list of
+`name[:key=value]...` with keys p, n, seconds, retry_after, bytes, early; plus an optional
+entry `seed=N`. Example: "http_500:p=0.3,timeout:n=1:seconds=2,seed=7". JSON form: a list of
 objects {"name": ..., "p": ..., "n": ..., ...}.
 
 Control endpoint (loopback only):
@@ -162,13 +175,30 @@ __all__ = ["CentralReceiver", "Audit", "Fault", "parse_faults", "audit_file", "F
            "KINDS"]
 
 KINDS = frozenset({"telemetry", "event", "command", "session"})
-FAULT_NAMES = ("refuse", "timeout", "http_500", "http_413", "http_429", "drop_mid_body",
-               "accept_but_drop_response")
+FAULT_NAMES = ("refuse", "timeout", "http_500", "http_413", "http_429", "http_400_html",
+               "drop_mid_body", "accept_but_drop_response")
 SITE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 RECORDS_PATH_RE = re.compile(r"/v1/sites/([^/]+)/records\Z")
 KEY_RE = re.compile(r"(?P<site>.+):(?P<first>[1-9][0-9]*)-(?P<last>[1-9][0-9]*)\Z")
 TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
 DRAIN_LIMIT = 64 << 20          # bytes read and discarded from a refused body at most
+
+# What a proxy in front of the program (or a framework's default handler) answers: an HTML
+# page over several lines, nothing an operator can read in a log line as it is.
+HTML_400 = """<!DOCTYPE HTML>
+<html lang="en">
+    <head>
+        <meta charset="utf-8">
+        <title>Error response</title>
+    </head>
+    <body>
+        <h1>Error response</h1>
+        <p>Error code: 400</p>
+        <p>Message: Bad Request.</p>
+        <p>Error code explanation: 400 - Bad request syntax or unsupported method.</p>
+    </body>
+</html>
+"""
 
 Audit = namedtuple("Audit", "count first last gaps duplicates")
 
@@ -178,9 +208,11 @@ Audit = namedtuple("Audit", "count first last gaps duplicates")
 class Fault:
     """One injected fault; see the module docstring."""
 
-    KEYS = ("p", "n", "seconds", "retry_after", "bytes")
+    KEYS = ("p", "n", "seconds", "retry_after", "bytes", "early")
+    EARLY = ("http_500", "http_413", "http_429", "http_400_html")
 
-    def __init__(self, name, p=None, n=None, seconds=None, retry_after=None, bytes=None):
+    def __init__(self, name, p=None, n=None, seconds=None, retry_after=None, bytes=None,
+                 early=None):
         if name not in FAULT_NAMES:
             raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULT_NAMES)})")
         if p is not None and not 0.0 <= float(p) <= 1.0:
@@ -199,6 +231,13 @@ class Fault:
         self.seconds = None if seconds is None else float(seconds)
         self.retry_after = None if retry_after is None else int(retry_after)
         self.bytes = None if bytes is None else int(bytes)
+        modes = {"0": None, "false": None, "1": "close", "true": "close", "close": "close",
+                 "keep": "keep"}
+        if early is not None and str(early).lower() not in modes:
+            raise ValueError(f"fault {name}: early must be 1 (or close) or keep, got {early!r}")
+        self.early = None if early is None else modes[str(early).lower()]
+        if self.early and name not in self.EARLY:
+            raise ValueError(f"fault {name}: early applies only to {', '.join(self.EARLY)}")
         self.fired = 0
 
     @classmethod
@@ -504,6 +543,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
         self.wfile.flush()
 
+    def handle_one_request(self):
+        delay, self._keep_delay = getattr(self, "_keep_delay", 0), 0
+        if delay:
+            time.sleep(delay)
+        super().handle_one_request()
+
+    def _send_html(self, status, page, close=False):
+        self._commit_log()
+        data = page.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.wfile.flush()
+
     # ---- body framing
     def _single_header(self, name):
         values = self.headers.get_all(name) or []
@@ -680,7 +739,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.body_bytes += len(got)
             entry["error"] = f"connection reset after {len(got)} body bytes (fault drop_mid_body)"
             raise _Abort(rst=True)
-        self._drain()
+        if fault.early == "close":
+            # The answer goes out with the body unread, and the connection is closed.
+            self.close_connection = True
+        elif fault.early == "keep":
+            # The body stays in the stream: the "next request", read after `seconds`.
+            self._keep_delay = fault.seconds or 0
+        else:
+            self._drain()
         if name == "timeout":
             seconds = 30.0 if fault.seconds is None else fault.seconds
             entry["error"] = f"no answer for {seconds} s, then closed (fault timeout)"
@@ -692,12 +758,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif name == "http_413":
             status, body, headers = 413, {"error": "injected",
                                           "detail": "fault http_413: send smaller batches"}, {}
+        elif name == "http_400_html":
+            entry["status"], entry["error"] = 400, f"injected {name}"
+            self._send_html(400, HTML_400, close=self.close_connection)
+            return
         else:  # http_429
             ra = self.rx.retry_after if fault.retry_after is None else fault.retry_after
             status, body, headers = 429, {"error": "injected", "detail": "fault http_429"}, \
                 {"Retry-After": str(ra)}
         entry["status"] = status
-        entry["error"] = f"injected {name}"
+        entry["error"] = f"injected {name}" + (f" (early={fault.early}, body unread)" if fault.early else "")
         self._send_json(status, body, headers, close=self.close_connection)
 
     def _process(self, m, entry):

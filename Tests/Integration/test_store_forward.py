@@ -717,3 +717,47 @@ def test_panel_shows_connectivity_and_backlog(env, broker, tmp_path):
     finally:
         panel.close()
         d.stop()
+
+
+# -- i. refusals an operator can read -------------------------------------------------------
+
+# The program answers before it reads the batch (413 keeping the connection and then
+# answering the unread body as a request of its own, 500 and 429 closing it), then 400 with
+# an HTML page; one of each, in this order, then it takes everything.
+EARLY_REFUSALS = ("http_413:n=1:early=keep:seconds=0.5,http_500:n=1:early=1,"
+                  "http_429:n=1:early=1:retry_after=1,http_400_html:n=1")
+
+
+def test_refusals_are_logged_with_status_reason_and_a_bounded_body_and_nothing_is_lost(env):
+    rx = env.receiver(faults=EARLY_REFUSALS)
+    site = env.site(rx.port, central={"retry_max_seconds": 1})
+    d = site.start(speed=60)
+    wait_log(d, r"notice .*upload: connected to the central program", 40,
+             "`upload: connected` once the four refusals are over")
+    expected = [
+        # (split when the batch has records to split, else kept and retried: both say it)
+        ("warning", "upload: ",
+         'HTTP 413 Payload Too Large: the batch is too big for the program; the program said: '
+         '"injected: fault http_413: send smaller batches"'),
+        ("warning", "upload: offline: ",
+         'HTTP 500 Internal Server Error: the program failed on its side; the program said: '
+         '"injected: fault http_500"; records kept, retrying in'),
+        ("warning", "upload: throttled: ",
+         'HTTP 429 Too Many Requests: the program asks to slow down; the program said: '
+         '"injected: fault http_429"; records kept, retrying in'),
+        ("warning", "upload: offline: ",
+         'HTTP 400 Bad Request: the program refused the batch as malformed; the program said: '
+         'an HTML page ('),
+    ]
+    uploads = [l for l in d.lines() if "[CentralUpload]" in l and "upload" in l]
+    for level, start, text in expected:
+        found = [l for l in d.lines(level, start) if text in l]
+        assert found, (f"expected a {level} line `{start}...{text}...`, the uploader logged:\n  "
+                       + "\n  ".join(uploads))
+    html = [l for l in uploads if "an HTML page (" in l][0]
+    assert "<" not in html and re.search(r"an HTML page \(\d+ bytes\): \"Error response", html), html
+    bad = [l for l in uploads if "invalid constant" in l or len(l) > 600]
+    assert bad == [], f"expected no parser jargon and bounded lines, got {bad}"
+    assert [e["status"] for e in rx.requests[:4]] == [413, 500, 429, 400], brief_requests(rx.requests[:6])
+    stop_cleanly(d)
+    settle_and_check(site, rx, context=d.describe(3000))

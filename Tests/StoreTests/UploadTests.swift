@@ -59,10 +59,10 @@ struct UploadPolicyTests {
 
   @Test func tooLargeHalvesTheBatchDownToOneRecord() {
     var p = UploadPolicy()
-    #expect(p.decide(.tooLarge, first: 1, last: 1000, jitter: 0) == .shrink(maxRecords: 500))
+    #expect(p.decide(.tooLarge(detail: ""), first: 1, last: 1000, jitter: 0) == .shrink(maxRecords: 500))
     #expect(p.maxRecords == 500)
-    #expect(p.decide(.tooLarge, first: 1, last: 3, jitter: 0) == .shrink(maxRecords: 1))
-    guard case .wait = p.decide(.tooLarge, first: 1, last: 1, jitter: 0) else {
+    #expect(p.decide(.tooLarge(detail: ""), first: 1, last: 3, jitter: 0) == .shrink(maxRecords: 1))
+    guard case .wait = p.decide(.tooLarge(detail: ""), first: 1, last: 1, jitter: 0) else {
       Issue.record("a single record that is too large must wait, not shrink")
       return
     }
@@ -71,9 +71,9 @@ struct UploadPolicyTests {
 
   @Test func throttlingHonoursRetryAfter() {
     var p = UploadPolicy()
-    #expect(p.decide(.throttled(retryAfter: 7), first: 1, last: 1, jitter: 0) == .wait(seconds: 7))
+    #expect(p.decide(.throttled(retryAfter: 7, detail: ""), first: 1, last: 1, jitter: 0) == .wait(seconds: 7))
     #expect(p.state == .throttled)
-    guard case .wait(let s) = p.decide(.throttled(retryAfter: nil), first: 1, last: 1, jitter: 1) else {
+    guard case .wait(let s) = p.decide(.throttled(retryAfter: nil, detail: ""), first: 1, last: 1, jitter: 1) else {
       Issue.record("429 must wait")
       return
     }
@@ -85,9 +85,19 @@ struct UploadPolicyTests {
     #expect(C.classify(status: 200, body: #"{"accepted_through": 42}"#, retryAfter: nil) == .accepted(through: 42))
     #expect(C.classify(status: 201, body: #"{"accepted_through":7,"x":1}"#, retryAfter: nil) == .accepted(through: 7))
     #expect(C.classify(status: 409, body: "", retryAfter: nil) == .alreadyStored)
-    #expect(C.classify(status: 413, body: "", retryAfter: nil) == .tooLarge)
-    #expect(C.classify(status: 429, body: "", retryAfter: " 5 ") == .throttled(retryAfter: 5))
-    #expect(C.classify(status: 429, body: "", retryAfter: "soon") == .throttled(retryAfter: nil))
+    guard case .tooLarge = C.classify(status: 413, body: "", retryAfter: nil) else {
+      Issue.record("413 is a batch too large")
+      return
+    }
+    guard case .throttled(5, _) = C.classify(status: 429, body: "", retryAfter: " 5 ") else {
+      Issue.record("429 with Retry-After 5")
+      return
+    }
+    guard case .throttled(nil, let soon) = C.classify(status: 429, body: "", retryAfter: "soon") else {
+      Issue.record("429 with a Retry-After that is not seconds")
+      return
+    }
+    #expect(soon.contains(#"Retry-After "soon" is not a number of seconds"#), "\(soon)")
     for status in [401, 403] {
       guard case .unauthorized(let s, _) = C.classify(status: status, body: "no", retryAfter: nil) else {
         Issue.record("\(status) is a refused token")
@@ -106,6 +116,40 @@ struct UploadPolicyTests {
       Issue.record("503 is a failure to retry")
       return
     }
+  }
+
+  @Test func everyRefusalSaysTheStatusWhatItMeansAndWhatTheProgramSaid() {
+    typealias C = HTTPCentralClient
+    let json = #"{"error": "too_many_records", "detail": "1000 records, the limit is 50"}"#
+    #expect(
+      C.classify(status: 413, body: json, retryAfter: nil).detail
+        == #"HTTP 413 Payload Too Large: the batch is too big for the program; the program said: "#
+        + #""too_many_records: 1000 records, the limit is 50""#)
+    #expect(
+      C.classify(status: 429, body: "", retryAfter: "3").detail
+        == "HTTP 429 Too Many Requests: the program asks to slow down; the answer had no body")
+    #expect(
+      C.classify(status: 503, body: "upstream\n  busy\r\n", retryAfter: nil).detail
+        == #"HTTP 503 Service Unavailable: the program is unavailable; the program said: "upstream busy""#)
+    // An HTML page: its text on one line, its size, never its tags or its line breaks.
+    let page = """
+      <!DOCTYPE HTML>
+      <html lang="en">
+          <head><title>Error response</title><style>p { color: red; }</style></head>
+          <body><h1>Error response</h1><p>Error code: 400</p><p>Message: Bad Request &amp; more.</p></body>
+      </html>
+      """
+    let html = C.classify(status: 400, body: page, retryAfter: nil, contentType: "text/html").detail ?? ""
+    #expect(
+      html
+        == "HTTP 400 Bad Request: the program refused the batch as malformed; the program said: an HTML page "
+        + #"(\#(page.utf8.count) bytes): "Error response Error response Error code: 400 Message: Bad Request & more.""#)
+    // Bounded, whatever comes.
+    let long =
+      C.classify(status: 500, body: String(repeating: "stack frame\n", count: 5000), retryAfter: nil).detail ?? ""
+    #expect(long.count < 300 && !long.contains("\n") && long.hasSuffix("(60000 bytes)"), "\(long)")
+    let big = C.classify(status: 502, body: "<html>" + String(repeating: "<p>x</p>", count: 9000), retryAfter: nil)
+    #expect((big.detail ?? "").count < 300 && !(big.detail ?? "").contains("<p>"), "\(big.detail ?? "")")
   }
 }
 
@@ -149,7 +193,9 @@ struct UploaderTests {
     let box = outbox()
     let program = ProgramDouble()
     program.state.withLock {
-      $0.script = [.failed("refused"), .throttled(retryAfter: 0.05), nil, .tooLarge, .failed("timed out")]
+      $0.script = [
+        .failed("refused"), .throttled(retryAfter: 0.05, detail: ""), nil, .tooLarge(detail: ""), .failed("timed out"),
+      ]
     }
     for i in 0..<250 { box.submit(telemetry(i, at: Int64(Date().timeIntervalSince1970 * 1000) - 60_000)) }
     box.flush()

@@ -275,16 +275,41 @@ public struct ChargePointSession: Sendable {
     }
   }
 
+  /// A state of charge as reported, as the range the true value lies in: a whole number is
+  /// taken as rounded to the percent (the truth anywhere within ±0.5 %; `stateOfCharge` in
+  /// NotifyEVChargingNeeds is an integer in both editions), anything finer as it is.
+  static func socRange(_ percent: Double) -> ClosedRange<Double> {
+    percent == percent.rounded() ? max(0, percent - 0.5)...min(100, percent + 0.5) : percent...percent
+  }
+
   /// NotifyEVChargingNeeds → the vehicle's battery, its need by departure, its V2X range.
+  ///
+  /// The energy in the battery comes from the energy fields (Wh) where the charger sends
+  /// them: the capacity less the energy still to reach the maximum state of charge (2.1's
+  /// `evMaxEnergyRequest`), if that agrees with the reported state of charge. Otherwise from
+  /// the state of charge, which is a rounded percent, so every figure is planned at the
+  /// conservative end of its rounding: the energy at the low end (what there is to give is
+  /// never overstated), the departure need and the reserve, which the vehicle states
+  /// relative to the energy it holds, from the high end (what it needs is never understated).
   private func readNeeds(_ n: JSONValue, now: Date) -> Needs {
     let dc = n["dcChargingParameters"]
     let ac = n["acChargingParameters"]
     let v2x = n["v2xChargingParameters"]
-    let capacityWh = dc?["evEnergyCapacity"]?.doubleValue
+    let capacityWh = dc?["evEnergyCapacity"]?.doubleValue.flatMap { $0 > 0 ? $0 : nil }
     let soc = dc?["stateOfCharge"]?.doubleValue.flatMap { (0...100).contains($0) ? $0 : nil } ?? socPercent
     let batteryKWh = capacityWh.map { $0 / 1000 } ?? configuration.defaultBatteryKWh
-    let energyKnown = capacityWh != nil && soc != nil
-    let energy = batteryKWh * (soc ?? 50) / 100
+    let socKWh = soc.map { Self.socRange($0) }.map {
+      batteryKWh * $0.lowerBound / 100...batteryKWh * $0.upperBound / 100
+    }
+    // The energy fields: exact to the Wh they are given in (1 Wh of slack for that rounding).
+    var fieldsKWh: Double?
+    if let capacityWh, let toFullWh = v2x?["evMaxEnergyRequest"]?.doubleValue, (0...capacityWh).contains(toFullWh) {
+      let kWh = (capacityWh - toFullWh) / 1000
+      if socKWh.map({ ($0.lowerBound - 0.001...$0.upperBound + 0.001).contains(kWh) }) ?? true { fieldsKWh = kWh }
+    }
+    let energyKnown = capacityWh != nil && (fieldsKWh != nil || soc != nil)
+    let range = fieldsKWh.map { $0...$0 } ?? socKWh ?? (batteryKWh * 0.5...batteryKWh * 0.5)
+    let energy = range.lowerBound
     let targetAddWh =
       v2x?["evTargetEnergyRequest"]?.doubleValue ?? dc?["energyAmount"]?.doubleValue ?? ac?["energyAmount"]?.doubleValue
       ?? 0
@@ -305,8 +330,8 @@ public struct ChargePointSession: Sendable {
       ?? now.addingTimeInterval(configuration.defaultDepartureHours * 3600)
     return Needs(
       batteryKWh: batteryKWh, energyAtNoticeKWh: energy,
-      departureNeedKWh: min(batteryKWh, max(0, energy + targetAddWh / 1000)),
-      reserveKWh: min(energy, max(0, energy + min(0, minAddWh) / 1000)), departure: departure,
+      departureNeedKWh: min(batteryKWh, max(0, range.upperBound + targetAddWh / 1000)),
+      reserveKWh: min(energy, max(0, range.upperBound + min(0, minAddWh) / 1000)), departure: departure,
       maxChargeKW: max(0, min(maxChargeKW, configuration.ratedChargeKW)),
       maxDischargeKW: max(0, min(maxDischargeKW, configuration.ratedDischargeKW)), energyKnown: energyKnown)
   }
@@ -465,7 +490,7 @@ public struct ChargePointSession: Sendable {
     if needs == nil, transactionID != nil, let assumed = assumedNeeds {
       // Managed on the site's assumption: charge only. The energy is the reported state of
       // charge at the low end of its rounding, or, unknown, the reserve (so it charges).
-      let energy = socPercent.map { assumed.batteryKWh * max(0, $0 - 0.5) / 100 } ?? assumed.reserveKWh
+      let energy = socPercent.map { assumed.batteryKWh * Self.socRange($0).lowerBound / 100 } ?? assumed.reserveKWh
       let vehicle = VehicleNeeds(
         vehicleID: assumed.vehicleID, batteryKWh: assumed.batteryKWh, energyKWh: energy,
         reserveKWh: assumed.reserveKWh, arrivalEnergyKWh: energy,
@@ -479,9 +504,12 @@ public struct ChargePointSession: Sendable {
       state.needsUnknown = transactionID != nil
       return state
     }
+    // A later SoC meter value moves the energy, at the low end of its rounding if it is a
+    // whole percent.
     let energy =
       needs.energyKnown
-      ? socPercent.map { needs.batteryKWh * $0 / 100 } ?? needs.energyAtNoticeKWh : needs.energyAtNoticeKWh
+      ? socPercent.map { needs.batteryKWh * Self.socRange($0).lowerBound / 100 } ?? needs.energyAtNoticeKWh
+      : needs.energyAtNoticeKWh
     let vehicle = VehicleNeeds(
       vehicleID: vehicleID ?? "\(chargerID)-vehicle", batteryKWh: needs.batteryKWh, energyKWh: energy,
       reserveKWh: needs.reserveKWh, arrivalEnergyKWh: needs.energyAtNoticeKWh, departureNeedKWh: needs.departureNeedKWh,

@@ -133,7 +133,9 @@ public final class CentralUploader: Service, Sendable {
       }
       if counters.backlog <= 0 {
         waitingSince = nil
-        policy.idle()
+        // Nothing to send: the state stays as it is. "connected" is said only once the
+        // program has answered a batch (an idle start used to claim it, and the first real
+        // upload then went unannounced in the log).
         set(policy.state)
         await pause(1)
         continue

@@ -144,5 +144,4 @@ public struct UploadPolicy: Sendable {
 
   private func jittered(_ seconds: Double, _ jitter: Double) -> Double { seconds * (0.8 + 0.4 * jitter) }
 
-  public mutating func idle() { if state == .starting { state = .connected } }
 }

@@ -10,10 +10,7 @@ import Testing
 @Suite("Recorder: telemetry on its period, one event per change, a session when a vehicle leaves")
 struct RecorderTests {
   let folder = FileManager.default.temporaryDirectory.appendingPathComponent("recorder-\(UUID().uuidString)").path
-  let site = SiteDescription(
-    name: "t", importLimitKW: 500, exportLimitKW: 0, eventExportLimitKW: 100, criticalLoadFraction: 0.3,
-    chargers: [ChargerSpec(id: "C1", maxChargeKW: 60, maxDischargeKW: 60, efficiency: 0.95, gridForming: true)],
-    vehicles: [VehicleSpec(id: "BUS-1", batteryKWh: 150, reserveKWh: 20)])
+  let site = SiteDescription.oneBus
 
   func outbox() -> Outbox {
     Outbox(

@@ -12,10 +12,7 @@ import Testing
 @Suite("Site status: meter alarms after a start-up grace, instructions kept or dropped loudly")
 struct SiteStatusTests {
   let folder = FileManager.default.temporaryDirectory.appendingPathComponent("site-status-\(UUID().uuidString)").path
-  let site = SiteDescription(
-    name: "t", importLimitKW: 500, exportLimitKW: 0, eventExportLimitKW: 100, criticalLoadFraction: 0.3,
-    chargers: [ChargerSpec(id: "C1", maxChargeKW: 60, maxDischargeKW: 60, efficiency: 0.95, gridForming: true)],
-    vehicles: [VehicleSpec(id: "BUS-1", batteryKWh: 150, reserveKWh: 20)])
+  let site = SiteDescription.oneBus
   let meter = MeterSpec(id: "main", role: .buildingLoad, topic: "m/main", unit: .kilowatt, staleAfterSeconds: 10)
 
   func step() -> StepRecord {

@@ -528,10 +528,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.rx._log(entry)
 
     def _send_json(self, status, body, headers=None, close=False):
-        self._commit_log()       # logged before the answer leaves: a client sees it at once
         data = (json.dumps(body) + "\n").encode("utf-8") if body is not None else b""
+        self._send(status, data, "application/json", headers, close)
+
+    def _send(self, status, data, content_type, headers=None, close=False):
+        self._commit_log()       # logged before the answer leaves: a client sees it at once
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
@@ -550,18 +553,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def _send_html(self, status, page, close=False):
-        self._commit_log()
-        data = page.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        self.wfile.flush()
+        self._send(status, page.encode("utf-8"), "text/html; charset=utf-8", close=close)
 
     # ---- body framing
     def _single_header(self, name):

@@ -62,7 +62,7 @@ let package = Package(
     .target(
       name: "Chargers",
       dependencies: [
-        "SiteModel", "OCPP", "MQTT",
+        "SiteModel", "SiteFiles", "OCPP", "MQTT",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

@@ -58,6 +58,10 @@ public final class MQTTClient: @unchecked Sendable {
     public var clientID = "microgrid-edge"
     public var username: String?
     public var password: String?
+    /// Reads the password before every connection attempt (it replaces `password`), so a
+    /// password file put in place or changed later is used without a restart. A failure
+    /// counts as a failed attempt, named in the log, and is retried with the same backoff.
+    public var readPassword: (@Sendable () -> Result<String, any Error>)?
     public var protocolVersion = ProtocolVersion.v5
     public var keepAliveSeconds = 30
     public var tls: TLS?
@@ -289,15 +293,24 @@ public final class MQTTClient: @unchecked Sendable {
 
   private func networkLoop() {
     var failures = 0
-    var everConnected = false
     var socketOpen = false
+    // mosquitto_connect gives libmosquitto the broker's address; every later attempt is a
+    // mosquitto_reconnect to it.
+    var addressGiven = false
     while !state.withLock({ $0.stopRequested }) {
       if !socketOpen {
+        if let problem = refreshPassword() {
+          failures += 1
+          noteFailure("connect to \(brokerName) not tried: \(problem)", attempt: failures)
+          backoff(failures)
+          continue
+        }
         let rc =
-          everConnected || failures > 0
+          addressGiven
           ? mosquitto_reconnect(handle)
           : mosquitto_connect(
             handle, configuration.host, Int32(configuration.port), Int32(configuration.keepAliveSeconds))
+        addressGiven = true
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
           failures += 1
           noteFailure("connect to \(brokerName) failed: \(Self.describe(rc))", attempt: failures)
@@ -317,7 +330,6 @@ public final class MQTTClient: @unchecked Sendable {
           return s.sessionEstablished
         }
         if wasConnected {
-          everConnected = true
           failures = 0
           state.withLock { $0.statistics.connectionLosses += 1 }
           logger.warning(
@@ -331,7 +343,6 @@ public final class MQTTClient: @unchecked Sendable {
         }
         backoff(max(1, failures))
       } else if state.withLock({ $0.connected }) {
-        everConnected = true
         failures = 0
       }
     }
@@ -343,6 +354,18 @@ public final class MQTTClient: @unchecked Sendable {
     }
     state.withLock { $0.connected = false }
     exited.signal()
+  }
+
+  /// Sets the password `readPassword` gives, before a connection attempt; the reason none
+  /// could be had, if so.
+  private func refreshPassword() -> String? {
+    guard let readPassword = configuration.readPassword, let username = configuration.username else { return nil }
+    switch readPassword() {
+    case .failure(let error): return "the password \(error)"
+    case .success(let password):
+      let rc = mosquitto_username_pw_set(handle, username, password)
+      return rc == MOSQ_ERR_SUCCESS.rawValue ? nil : "setting the password failed: \(Self.describe(rc))"
+    }
   }
 
   private func noteFailure(_ text: String, attempt: Int) {

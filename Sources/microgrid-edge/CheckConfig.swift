@@ -59,7 +59,10 @@ struct CheckConfig: ParsableCommand {
       print(
         "  enter-service delay \(Int(c.control.enterServiceDelaySeconds)) s, ramp \(Int(c.control.enterServiceRampSeconds)) s"
       )
-      if let mqtt = c.mqtt { for line in Self.mqttSummary(mqtt, siteName: c.site.name) { print("  " + line) } }
+      if let mqtt = c.mqtt {
+        for line in Self.mqttSummary(mqtt, siteName: c.site.name) { print("  " + line) }
+        if let problem = mqtt.passwordProblem() { print("  WARNING: \(problem)") }
+      }
       for m in c.meters {
         print(
           "  meter \(m.id): \(m.role.rawValue) on \(m.topic)\(m.value.map { " at \($0)" } ?? ""), \(m.unit.rawValue), stale after \(m.staleAfterSeconds) s"

@@ -42,14 +42,24 @@ struct MQTTConfigurationTests {
     try (try base.exampleText() + "\nmqtt:\n  username: me\n  password_file: pw\n").write(
       toFile: path, atomically: true, encoding: .utf8)
     let loaded = try SiteConfigurationFile.load(path: path, environment: [:])
-    #expect(loaded.configuration.mqtt?.password == "s3cret")
+    let mqtt = try #require(loaded.configuration.mqtt)
+    #expect(mqtt.passwordFile == dir + "/pw")
+    #expect(mqtt.passwordProblem() == nil)
+    // Read at each connection: a changed file is used, a vanished one is a reason.
+    let read = try #require(mqtt.clientConfiguration().readPassword)
+    #expect(try read().get() == "s3cret")
+    try "n3w\n".write(toFile: dir + "/pw", atomically: true, encoding: .utf8)
+    #expect(try read().get() == "n3w")
+    try FileManager.default.removeItem(atPath: dir + "/pw")
+    #expect(throws: (any Error).self) { try read().get() }
+    #expect(mqtt.passwordProblem()?.contains("\(dir)/pw cannot be read") == true)
   }
 
   @Test(arguments: [
     ("  port: 70000\n", "mqtt.port", "TCP port"),
     ("  protocol: \"4\"\n", "mqtt.protocol", "3.1.1"),
     ("  topic_prefix: a/+/b\n", "mqtt.topic_prefix", "wildcards"),
-    ("  password_file: /nonexistent/pw\n", "mqtt.password_file", "cannot read"),
+    ("  username: me\n  password: a\n  password_file: /nonexistent/pw\n", "mqtt.password_file", "not both"),
     ("  tls:\n    ca_file: /nonexistent/ca.pem\n", "mqtt.tls.ca_file", "cannot read"),
     ("  state_every_seconds: 0\n", "mqtt.state_every_seconds", "0.5"),
     ("  command_users: [\"a/b\"]\n", "mqtt.command_users", "user name"),

@@ -71,6 +71,33 @@ def test_a_missing_charger_password_file_is_a_warning_and_refuses_only_that_char
         assert daemon.stop() == 0, daemon.describe()
 
 
+def test_a_missing_broker_password_file_is_waited_for_then_used(tmp_path):
+    """Installed before its secrets: the appliance comes up without its MQTT password file,
+    names the file it waits for, stays offline and safe, and joins the broker once the file
+    is in place, with no restart."""
+    from mqtt_broker import Broker
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    site = FieldSite(tmp_path / "site", broker=broker)
+    env = site.env()
+    later = tmp_path / "later" / "mqtt-password"
+    env["MGE_MQTT__PASSWORD_FILE"] = str(later)
+    daemon = Daemon(SHIPPED_SITE, tmp_path / "run", start_minute=None, env=env)
+    panel = Panel(broker, prefix=SHIPPED_PREFIX)
+    try:
+        waiting = daemon.wait_for_log(r"not tried: the password \S*mqtt-password cannot be read; retrying", 20)
+        assert waiting, daemon.describe()
+        assert daemon.running and panel.status_value() != "online", daemon.describe()
+        later.parent.mkdir()
+        later.write_text(broker.users["microgrid-edge"] + "\n")
+        assert panel.wait_status("online", timeout=40), daemon.describe()
+    finally:
+        panel.close()
+        rc = daemon.stop()
+        broker.close()
+    assert rc == 0, daemon.describe()
+
+
 def test_with_broker_meters_and_chargers_absent_it_stays_up_safe_and_keeps_retrying(tmp_path):
     from mqtt_broker import Broker
     broker = Broker(tmp_path / "broker")      # made, not started: nothing listens on its port

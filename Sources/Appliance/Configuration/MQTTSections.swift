@@ -125,15 +125,16 @@ public struct MQTTSection: Codable, Sendable, Hashable {
     }
     m.topicPrefix = prefix
     if m.clientID == nil { m.clientID = "microgrid-edge-\(Self.slug(siteName))" }
+    // The password file is read at each connection (SecretFile), not here: an appliance
+    // whose file is not in place yet comes up, says which file it waits for, and connects
+    // once it is there.
     if let file = passwordFile {
-      let path = Self.resolve(file, base: base)
-      guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw fail("password_file", "cannot read \(path)")
-      }
-      m.password = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
-      m.passwordFile = path
+      guard password == nil else { throw fail("password_file", "give password or password_file, not both") }
+      m.passwordFile = Self.resolve(file, base: base)
     }
-    if m.password != nil && m.username == nil { throw fail("username", "a password needs a username") }
+    if (m.password != nil || m.passwordFile != nil) && m.username == nil {
+      throw fail("username", "a password needs a username")
+    }
     if var tls = m.tls {
       for (key, file) in [("ca_file", tls.caFile), ("cert_file", tls.certFile), ("key_file", tls.keyFile)] {
         guard let file else { continue }
@@ -166,6 +167,13 @@ public struct MQTTSection: Codable, Sendable, Hashable {
     path.hasPrefix("/") ? path : ((base.isEmpty ? "." : base) as NSString).appendingPathComponent(path)
   }
 
+  /// Why the broker password cannot be had now (nil: it can, or none is needed), for
+  /// check-config: a file not in place yet is a warning, since it is read at each connection.
+  public func passwordProblem() -> String? {
+    guard let passwordFile, case .failure(let problem) = SecretFile.firstLine(of: passwordFile) else { return nil }
+    return "mqtt.password_file: \(problem); the appliance will not connect to the broker until it can be read"
+  }
+
   /// The client's settings for this section (after `validated`).
   public func clientConfiguration() -> MQTTClient.Configuration {
     var c = MQTTClient.Configuration()
@@ -174,6 +182,9 @@ public struct MQTTSection: Codable, Sendable, Hashable {
     c.clientID = clientID ?? "microgrid-edge"
     c.username = username
     c.password = password
+    if let passwordFile {
+      c.readPassword = { SecretFile.firstLine(of: passwordFile).mapError { $0 as any Error } }
+    }
     c.protocolVersion = MQTTClient.ProtocolVersion(rawValue: `protocol`) ?? .v5
     c.keepAliveSeconds = keepaliveSeconds
     c.tls = tls.map {

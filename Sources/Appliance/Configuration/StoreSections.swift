@@ -142,12 +142,15 @@ public struct CentralSection: Codable, Sendable, Hashable {
   /// The token, or why there is none. Read when the appliance starts and again while it
   /// is missing, so that a token installed later is picked up without a restart.
   public func readToken() -> Result<String, StoreError> {
-    guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+    let token: String
+    switch SecretFile.firstLine(of: tokenFile) {
+    case .success(let line): token = line
+    case .failure(let problem) where problem.kind == .unreadable:
       return .failure(StoreError(path: tokenFile, problem: "cannot read the central program's token"))
+    case .failure:
+      return .failure(StoreError(path: tokenFile, problem: "the first line must be the token, one word"))
     }
-    let token = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
-      .trimmingCharacters(in: .whitespaces)
-    guard !token.isEmpty, !token.contains(where: { $0.isWhitespace }) else {
+    guard !token.contains(where: { $0.isWhitespace }) else {
       return .failure(StoreError(path: tokenFile, problem: "the first line must be the token, one word"))
     }
     return .success(token)

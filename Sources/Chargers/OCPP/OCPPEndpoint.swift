@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOSSL
 import OCPP
 import ServiceLifecycle
+import SiteFiles
 
 /// Where a charger's Basic-auth password is: in the configuration, or in a file (its first
 /// line, mode 640) that is read at every connection attempt. So a new password needs no
@@ -23,15 +24,7 @@ public enum ChargerPassword: Sendable, Hashable {
     switch self {
     case .inline(let password): return .success(password)
     case .file(let path):
-      guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        return .failure(Unreadable(description: "its password file \(path) cannot be read"))
-      }
-      let first = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
-        .trimmingCharacters(in: .whitespaces)
-      guard !first.isEmpty else {
-        return .failure(Unreadable(description: "its password file \(path) has no password on its first line"))
-      }
-      return .success(first)
+      return SecretFile.firstLine(of: path).mapError { Unreadable(description: "its password file \($0)") }
     }
   }
 }

@@ -113,10 +113,13 @@ struct ControlLoopServiceTests {
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await service.run() }
       let clock = ContinuousClock()
-      let giveUp = clock.now.advanced(by: .seconds(90))
+      // Generous: on a machine whose other tests hold the cooperative threads, the loop
+      // may be late; what is asserted is what woke it, not how fast.
+      let giveUp = clock.now.advanced(by: .seconds(300))
       while await service.steps < 1 && clock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
       #expect(await service.lastDecisions?.mode == .safe, "no meter reading yet: safe state")
       let began = clock.now
+      let wakesBefore = await service.wakesByInputs
       for kW in [80.0, 120, 95, 300, 10] {
         let before = await service.steps
         meters.ingest(topic: "t", payload: Array("\(kW)".utf8))
@@ -124,10 +127,11 @@ struct ControlLoopServiceTests {
         try await Task.sleep(for: .milliseconds(20))
       }
       let elapsed = MeterInputs.seconds(clock.now - began)
-      #expect(await service.steps >= 6, "one step per reading, not one per 30 s period")
-      // Stepping on the 30 s period alone, five readings would take at least 120 s; the
-      // bound is generous for a loaded machine and still far below that.
-      #expect(elapsed < 60, "five readings took \(elapsed) s to be stepped on")
+      #expect(await service.steps >= 6, "one step per reading")
+      // Each reading woke the loop before its 30 s period was out (one may share its wake
+      // with a period that ran out at the same moment on a busy machine).
+      let wakes = await service.wakesByInputs - wakesBefore
+      #expect(wakes >= 4, "\(wakes) of 5 readings woke the loop (in \(elapsed) s)")
       #expect(await service.lastDecisions?.mode == .gridConnected, "fresh readings: out of the safe state")
       // The plant was advanced by the time that passed (plus the one period it runs
       // ahead), not by 30 s per step.

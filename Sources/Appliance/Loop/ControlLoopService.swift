@@ -38,6 +38,9 @@ public actor ControlLoopService: Service {
   private var savedHistoryInterval: Int?
   /// Steps run so far (for tests and the final log line).
   public private(set) var steps = 0
+  /// How many waits between steps a fresh input (a meter reading) ended before the period
+  /// ran out: how often the loop stepped on its inputs rather than on its clock.
+  public private(set) var wakesByInputs = 0
   public private(set) var lastDecisions: Decisions?
   private var lastSnapshot: Snapshot?
   private var lastStatus: Double?
@@ -185,7 +188,7 @@ public actor ControlLoopService: Service {
         advanced = max(advanced + advance, siteNow)
       }
       lastStep = clock.now
-      await trigger.wait(until: lastStep.advanced(by: realPeriod))
+      if await trigger.wait(until: lastStep.advanced(by: realPeriod)) { wakesByInputs += 1 }
       // Never more than one step per period, even when sped up.
       let earliest = lastStep.advanced(by: min(configuration.minimumStepGap, realPeriod))
       if clock.now < earliest && !trigger.takeUrgent() { try? await Task.sleep(until: earliest, clock: clock) }

@@ -24,6 +24,11 @@ let package = Package(
     // HTTPTypes (the upstream CSMS link's request headers); already resolved through
     // hummingbird-websocket, declared because Chargers imports it.
     .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+    // The metrics endpoint: swift-metrics is the API the control loop records through,
+    // swift-prometheus the registry and text format, Hummingbird serves /metrics.
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
   ],
   targets: [
     // Value types only: units by name, ids, the site description, snapshots, decisions.
@@ -109,6 +114,9 @@ let package = Package(
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "Hummingbird", package: "hummingbird"),
       ]
     ),
     // The simulated plant behind the appliance's `SiteIO`, for demos and tests: a site

@@ -10,7 +10,7 @@ public enum TransferSwitchCommand: String, Sendable, Hashable, Codable {
 }
 
 /// The controller's operating mode, for logs, panels and records.
-public enum OperatingMode: String, Sendable, Hashable, Codable {
+public enum OperatingMode: String, Sendable, Hashable, Codable, CaseIterable {
   /// On the grid, shaving the demand peak and charging for departures.
   case gridConnected = "grid-connected"
   /// On the grid, delivering a demand-response event.

@@ -257,12 +257,21 @@ struct Run: AsyncParsableCommand {
     }
     let observers: [any StepObserver] =
       [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? [])
+    // systemd's supervision (Type=notify, WatchdogSec=): the loop itself says it is alive.
+    let supervisor = Self.supervisor(status: status, logger: logger)
+    // The Prometheus endpoint reads the same status the panel publishes.
+    let metrics = configuration.metrics.map { _ in
+      Self.metrics(configuration: configuration, chargers: chargers.all, panel: panel, status: status)
+    }
+    loop.hangAfterSteps = ProcessInfo.processInfo.environment["MICROGRID_EDGE_TEST_HANG_LOOP_AFTER_STEPS"].flatMap {
+      Int($0)
+    }
     let service = ControlLoopService(
       controller: Controller(site: configuration.site, settings: configuration.control), io: site,
       configuration: loop, logger: logger, overlays: overlays, observers: observers,
       actuators: (field.map { [$0] } ?? []) + (wired.map { [$0] } ?? []) + (fleet.map { [$0] } ?? []), trigger: trigger,
       status: status,
-      memory: simulated == nil ? state : nil)
+      memory: simulated == nil ? state : nil, heartbeat: supervisor, stepTimer: metrics?.stepTimer())
     logger.info(
       "microgrid-edge \(MicrogridEdge.configuration.version) starting",
       metadata: [
@@ -287,6 +296,12 @@ struct Run: AsyncParsableCommand {
     if let endpoint = chargers.endpoint { services.append(.init(service: endpoint)) }
     services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup))
     if let panel { services.append(.init(service: panel)) }
+    if let metrics, let section = configuration.metrics {
+      services.append(
+        .init(
+          service: MetricsEndpoint(
+            configuration: section.endpointConfiguration, metrics: metrics, status: status, logger: logger)))
+    }
     let group = ServiceGroup(
       configuration: ServiceGroupConfiguration(
         services: services,
@@ -307,6 +322,40 @@ struct Run: AsyncParsableCommand {
       logger.critical("the simulated site saw safety violations", metadata: ["violations": "\(violations)"])
       throw ExitCode(1)
     }
+  }
+
+  static func metrics(
+    configuration: SiteConfiguration, chargers: [(index: Int, charger: any Charger)], panel: PanelService?,
+    status: SiteStatus
+  ) -> ApplianceMetrics {
+    var connections = ApplianceMetrics.Connections()
+    for entry in chargers {
+      guard let driver = entry.charger as? OCPPCharger else { continue }
+      let connected: @Sendable () -> Bool = { driver.isConnected }
+      connections.ocpp.append((driver.id, connected))
+    }
+    if let client = panel?.mqttClient {
+      connections.mqtt = { client.isConnected }
+    }
+    let inputErrors: @Sendable () -> Int = { panel?.inputErrors ?? 0 }
+    return ApplianceMetrics(
+      site: configuration.site, version: MicrogridEdge.configuration.version, connections: connections,
+      view: { status.view }, inputErrors: inputErrors)
+  }
+
+  /// The watchdog and status for systemd, when it started the appliance (NOTIFY_SOCKET).
+  static func supervisor(status: SiteStatus, logger: Logger) -> SystemdSupervisor? {
+    let notifier = SystemdNotifier()
+    if let problem = notifier.problem { logger.warning("systemd: \(problem)") }
+    guard notifier.isActive else { return nil }
+    let supervisor = SystemdSupervisor(notifier: notifier) { status.supervisionStatus }
+    logger.info(
+      "systemd supervision: READY after the first control step, watchdog pings from the control loop",
+      metadata: [
+        "watchdog_s": "\(notifier.watchdogInterval.map(seconds) ?? "off")",
+        "ping_every_s": "\(supervisor.pingEvery.map(seconds) ?? "-")",
+      ])
+    return supervisor
   }
 
   static func logOutageTimings(_ configuration: SiteConfiguration, gpio: GPIOSection, logger: Logger) {
@@ -364,6 +413,11 @@ extension Run {
     }
     return Recording(outbox: outbox, recorder: recorder, uploader: uploader, service: service)
   }
+}
+
+/// A duration as seconds, for the log.
+func seconds(_ d: Duration) -> String {
+  "\(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)"
 }
 
 /// `90s`, `30m`, `6h`, `2d` or a plain number of seconds.

@@ -91,6 +91,19 @@ class FieldRun:
         self.panel = Panel(self.broker, prefix=SHIPPED_PREFIX)
         self.daemon = Daemon(SHIPPED_SITE, self.dir / "daemon", start_minute=None, env=self.env())
 
+    def scrape_metrics(self):
+        """{(name, labels): value} of one scrape of the daemon's /metrics, parsed by
+        prometheus_client's own parser."""
+        import re
+        import urllib.request
+        from prometheus_client.parser import text_string_to_metric_families
+        m = re.search(r"port=(\d+) \[\w+\] metrics endpoint ready", self.daemon.log())
+        assert m, f"expected 'metrics endpoint ready' in the daemon's log; {self.describe()}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
     def elapsed(self):
         return time.time() - self.started_at
 

@@ -64,6 +64,8 @@ class FieldSite:
             "MGE_STATE__PATH": str(self.state_db),
             "MGE_STORE__PATH": str(self.store_db),
             "MGE_TIME__SYNCHRONIZED": str(self.synchronized_file),
+            # Any free port: tests run side by side.
+            "MGE_METRICS__PORT": "0",
         }
         for i, cid in enumerate(SHIPPED_CHARGERS):
             env[f"MGE_OCPP__CHARGERS__{i}__PASSWORD_FILE"] = str(self.dir / f"{cid}.password")

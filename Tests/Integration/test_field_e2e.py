@@ -25,6 +25,7 @@ def run(tmp_path_factory):
     r.start()
     try:
         r.sleep_until(180)
+        r.metrics, r.metrics_state = r.scrape_metrics(), r.panel.state()
         r.event = r.announce_event("utility-dr-e2e", minutes_ahead=1, minutes=1)
         r.cancelled = r.announce_event("utility-dr-cancelled", minutes_ahead=2, minutes=1)
         r.cancel_reply = r.panel.command("cancel_event", event="utility-dr-cancelled")
@@ -33,6 +34,22 @@ def run(tmp_path_factory):
     finally:
         r.codes = r.stop()
     yield r
+
+
+def test_metrics_show_the_chargers_and_the_broker_connected(run):
+    """The shipped configuration's /metrics (on a free port here): the four OCPP charge
+    points and the broker connected, the mode and each bus's energy as the panel showed."""
+    m, state = run.metrics, run.metrics_state
+    assert m[("microgrid_edge_mqtt_connected", ())] == 1
+    for cid in ("C1", "C2", "C3", "C4"):
+        assert m[("microgrid_edge_ocpp_connected", (("charger", cid),))] == 1, (cid, run.describe())
+    assert m[("microgrid_edge_mode", (("mode", state["mode"]),))] == 1
+    for c in state["chargers"]:
+        if c["vehicle"]:
+            key = ("microgrid_edge_vehicle_energy_joules", (("charger", c["id"]), ("vehicle", c["vehicle"]["id"])))
+            # The scrape and the state are within a step or two of each other.
+            assert m[key] == pytest.approx(c["vehicle"]["energy_kwh"] * 3.6e6, rel=0.01), (key, c)
+    assert m[("microgrid_edge_control_step_duration_seconds_count", ())] > 100
 
 
 def _target_during(run, start, end):

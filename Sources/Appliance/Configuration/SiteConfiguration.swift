@@ -36,6 +36,8 @@ public struct SiteConfiguration: Sendable {
   /// Chargers on OCPP (nil: none), and on MQTT gateways; the others follow the plant.
   public var ocpp: OCPPSection?
   public var mqttChargers: [MQTTChargerSpec] = []
+  /// The Prometheus endpoint (nil: none).
+  public var metrics: MetricsSection?
   /// The file it came from.
   public var source: String
 
@@ -119,10 +121,11 @@ struct ConfigurationFileImage: Codable {
   var utility: UtilitySection?
   var ocpp: OCPPSection?
   var mqttChargers: [MQTTChargerSpec]?
+  var metrics: MetricsSection?
 
   enum CodingKeys: String, CodingKey {
     case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio, utility, ocpp,
-      time, billing, state
+      time, billing, state, metrics
     case vehicleDefaults = "vehicle_defaults"
     case demandIntervalMinutes = "demand_interval_minutes"
     case mqttChargers = "mqtt_chargers"
@@ -242,6 +245,7 @@ public enum SiteConfigurationFile {
     configuration.time = try image.time?.validated(document: document, base: base)
     configuration.billing = try (image.billing ?? BillingSection()).validated(document: document)
     configuration.state = try image.state?.validated(document: document, base: base)
+    configuration.metrics = try image.metrics?.validated(document: document)
     configuration.vehicleDefaults = try (image.vehicleDefaults ?? VehicleDefaultsSection()).validated(
       document: document, site: site)
     if plant == nil {

@@ -1,6 +1,7 @@
 import Control
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import SiteModel
 
@@ -19,6 +20,10 @@ public actor ControlLoopService: Service {
     /// With a trigger (meters), the loop steps as soon as fresh readings arrive, but not
     /// more often than this: readings that come faster collapse into one step.
     public var minimumStepGap: Duration = .milliseconds(5)
+    /// A test hook: after this many steps the loop hangs for good (it stops passing and
+    /// ignores SIGTERM), as a loop stuck in a driver would, so that a test can see the
+    /// watchdog pings stop. Set only by `MICROGRID_EDGE_TEST_HANG_LOOP_AFTER_STEPS`.
+    public var hangAfterSteps: Int?
     public init() {}
   }
 
@@ -34,6 +39,10 @@ public actor ControlLoopService: Service {
   /// Where the controller's load and session histories are kept across restarts (nil: a
   /// simulated plant, whose timeline is its scenario's).
   private let memory: SiteState?
+  /// Told after every pass (the systemd watchdog) and when the loop begins to stop.
+  private let heartbeat: (any LoopHeartbeat)?
+  /// Each step's duration, read to write (the metrics endpoint's histogram).
+  private let stepTimer: Metrics.Timer?
   private var historiesRestored = false
   private var savedHistoryInterval: Int?
   /// Steps run so far (for tests and the final log line).
@@ -55,9 +64,11 @@ public actor ControlLoopService: Service {
     controller: Controller, io: any SiteIO, configuration: Configuration, logger: Logger,
     overlays: [any SnapshotOverlay] = [], observers: [any StepObserver] = [],
     actuators: [any DecisionActuator] = [], trigger: StepTrigger? = nil, status: SiteStatus? = nil,
-    memory: SiteState? = nil
+    memory: SiteState? = nil, heartbeat: (any LoopHeartbeat)? = nil, stepTimer: Metrics.Timer? = nil
   ) {
     self.memory = memory
+    self.heartbeat = heartbeat
+    self.stepTimer = stepTimer
     self.actuators = actuators
     self.controller = controller
     self.io = io
@@ -70,10 +81,20 @@ public actor ControlLoopService: Service {
   }
 
   public func run() async throws {
-    if let trigger {
-      try await runOnInputs(trigger)
-      return
+    // SIGTERM: systemd hears STOPPING=1 at once; the loop ends at the end of its step.
+    let heartbeat = heartbeat
+    try await withGracefulShutdownHandler {
+      if let trigger {
+        try await runOnInputs(trigger)
+      } else {
+        try await runOnPeriod()
+      }
+    } onGracefulShutdown: {
+      heartbeat?.loopStopping()
     }
+  }
+
+  private func runOnPeriod() async throws {
     let clock = ContinuousClock()
     let realPeriod = Duration.seconds(configuration.periodSeconds / configuration.speed)
     var deadline = clock.now
@@ -81,7 +102,8 @@ public actor ControlLoopService: Service {
     logStart("control loop started")
     while !Task.isShuttingDownGracefully && !Task.isCancelled && !StartupSignals.stopRequested {
       if let stop = configuration.stopAfterSeconds, siteSeconds >= stop { break }
-      _ = await guardedStep(advancing: nil)
+      let wentThrough = await guardedStep(advancing: nil)
+      await passed(wentThrough)
       siteSeconds += configuration.periodSeconds
       deadline = deadline.advanced(by: realPeriod)
       if deadline > clock.now {
@@ -101,6 +123,7 @@ public actor ControlLoopService: Service {
   /// After the last step of a clean stop: what must survive is kept, and what cannot be is
   /// said.
   private func stopped() {
+    heartbeat?.loopStopping()
     saveHistories()
     status?.applianceStopping()
     logger.info("control loop stopped cleanly", metadata: ["steps": "\(steps)"])
@@ -130,6 +153,14 @@ public actor ControlLoopService: Service {
     guard let memory, historiesRestored else { return }
     savedHistoryInterval = controller.loadHistory.currentInterval
     memory.saveHistories(load: controller.loadHistory, sessions: controller.sessionHistory)
+  }
+
+  /// The end of a pass: the heartbeat hears of it (and the test hook may hang the loop).
+  private func passed(_ stepWentThrough: Bool) async {
+    heartbeat?.loopPassed(stepWentThrough: stepWentThrough)
+    guard let after = configuration.hangAfterSteps, steps >= after else { return }
+    logger.critical("test hook: the control loop hangs now (MICROGRID_EDGE_TEST_HANG_LOOP_AFTER_STEPS=\(after))")
+    while true { try? await Task.sleep(for: .seconds(3600)) }
   }
 
   private func logStart(_ message: Logger.Message) {
@@ -184,9 +215,9 @@ public actor ControlLoopService: Service {
       // The plant runs ahead by one period (its decisions hold that long); a step that
       // comes early advances it only by the time that passed since the last one.
       let advance = min(max(0, siteNow + configuration.periodSeconds - advanced), 60)
-      if await guardedStep(advancing: advance) {
-        advanced = max(advanced + advance, siteNow)
-      }
+      let wentThrough = await guardedStep(advancing: advance)
+      if wentThrough { advanced = max(advanced + advance, siteNow) }
+      await passed(wentThrough)
       lastStep = clock.now
       if await trigger.wait(until: lastStep.advanced(by: realPeriod)) { wakesByInputs += 1 }
       // Never more than one step per period, even when sped up.
@@ -199,6 +230,8 @@ public actor ControlLoopService: Service {
   /// One control step; the site's plant (if simulated) moves on by `advancing` seconds
   /// (default: one period).
   public func step(advancing: Double? = nil) async throws {
+    let started = ContinuousClock.now
+    defer { stepTimer?.record(duration: ContinuousClock.now - started) }
     var snapshot = try await io.snapshot(periodSeconds: configuration.periodSeconds)
     for overlay in overlays { overlay.overlay(&snapshot) }
     // Read, decide (the controller's proposal, then the safety filter as its own stage),

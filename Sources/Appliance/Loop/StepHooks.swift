@@ -38,3 +38,11 @@ public protocol DecisionActuator: Sendable {
   /// Called on the control loop right after the controller decided; return quickly.
   func actuate(_ decisions: Decisions, _ snapshot: Snapshot)
 }
+
+/// Something the control loop tells that it is alive (the systemd watchdog): after every
+/// pass, whether its step went through or not, and once when it begins to stop. Called on
+/// the loop; return quickly and never block.
+public protocol LoopHeartbeat: Sendable {
+  func loopPassed(stepWentThrough: Bool)
+  func loopStopping()
+}

@@ -107,6 +107,9 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     }
   }
 
+  /// Whether the last step's site I/O failed (cleared by the next step that goes through).
+  public var siteIOFailing: Bool { inner.withLock { $0.siteIOFailing } }
+
   // MARK: - Control loop side
 
   public func overlay(_ snapshot: inout Snapshot) {

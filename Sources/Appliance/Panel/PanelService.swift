@@ -154,7 +154,7 @@ public final class PanelService: Service, StepObserver {
     if let last = view.last { publishSetpoints(last, force: true) }
   }
 
-  var inputErrors: Int { shared.withLock { $0.inputErrors } }
+  public var inputErrors: Int { shared.withLock { $0.inputErrors } }
 
   // MARK: - Control loop side
 

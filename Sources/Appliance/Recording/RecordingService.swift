@@ -59,7 +59,7 @@ public final class RecordingService: Service {
     var lastMaintenance = (time: Date(), seq: outbox.status.counters?.lastSeq ?? 0)
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       try? await Task.sleep(for: .milliseconds(Int64(configuration.flushEverySeconds * 1000)))
-      outbox.flush()
+      await onStoreThread { $0.flush() }
       let counters = outbox.status.counters
       let seq = counters?.lastSeq ?? 0
       let store = outbox.configuration.store
@@ -68,7 +68,7 @@ public final class RecordingService: Service {
         || seq - lastMaintenance.seq >= configuration.maintenanceEveryRecords || overBudget
       {
         lastMaintenance = (Date(), seq)
-        outbox.maintain()
+        await onStoreThread { $0.maintain() }
       }
       publish()
     }
@@ -82,6 +82,20 @@ public final class RecordingService: Service {
         "pending_in_memory": "\(s.pending)",
       ])
     // The store stays open: the uploader stops after this service and sends what it can.
+  }
+
+  /// SQLite writes (and their fsyncs) on a thread of their own: a slow SD card then holds up
+  /// the records, never one of the few threads the control loop runs on.
+  private static let storeQueue = DispatchQueue(label: "microgrid-edge.store")
+
+  private func onStoreThread(_ work: @escaping @Sendable (Outbox) -> Void) async {
+    let outbox = outbox
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+      Self.storeQueue.async {
+        work(outbox)
+        done.resume()
+      }
+    }
   }
 
   /// Panel state and alarms from the outbox's and the upload's status.

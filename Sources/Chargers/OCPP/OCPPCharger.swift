@@ -72,6 +72,9 @@ public final class OCPPCharger: PlatformSteered, SiteSuppliedNeeds {
     return (number, stream)
   }
 
+  /// Whether the charge point is connected now (its WebSocket is open).
+  public var isConnected: Bool { state.withLock { $0.connection != nil } }
+
   /// The connection closed (or was replaced). Offline at once.
   func detach(number: Int) {
     state.withLock { s in

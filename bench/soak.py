@@ -65,7 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ SITE_TIME = re.compile(rb"site_time=(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 def machine_line():
     return (f"machine: {os.cpu_count()} cores (nproc), {cpu_model() or 'unknown CPU'}, {os.uname().machine}; "
             f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-            f"{datetime.utcnow():%Y-%m-%dT%H:%MZ}")
+            f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%MZ}")
 
 
 # -- the site ---------------------------------------------------------------------------

@@ -549,6 +549,10 @@ def verdicts(args, res):
     return missed
 
 
+def signed(value, places):
+    return "n/a" if value is None else f"{value:+.{places}f}"
+
+
 def report(args, res, missed):
     say = (lambda *a: None) if args.json_only else print
     services = ", ".join(k for k, v in res["services"].items() if v)
@@ -565,9 +569,9 @@ def report(args, res, missed):
             f"end {res['rss_end_mib']} MiB (anon {res['rss_anon_end_mib']}, file {res['rss_file_end_mib']})")
         say("  RSS by site day (MiB): " + ", ".join(f"{k} {v}" for k, v in res["rss_by_site_day"].items()))
         w = res["slope_window_site_days"]
-        say(f"  slope over site days {w[0]}-{w[1]}: {res['slope_mib_per_site_day']:+.3f} MiB per site day "
-            f"(anonymous memory alone {res['slope_anon_mib_per_site_day']:+.3f}; "
-            f"the same samples against real time {res['slope_mib_per_real_hour']:+.2f} MiB per real hour); "
+        say(f"  slope over site days {w[0]}-{w[1]}: {signed(res['slope_mib_per_site_day'], 3)} MiB per site day "
+            f"(anonymous memory alone {signed(res['slope_anon_mib_per_site_day'], 3)}; "
+            f"the same samples against real time {signed(res['slope_mib_per_real_hour'], 2)} MiB per real hour); "
             f"highest sample {res['second_half_max_mib']} MiB in the second half, {res['first_half_max_mib']} in the "
             f"first (from site day 1): new high {res['second_half_new_high_mib']:+.2f} MiB")
         verdict = ("GROWING" if growing(args, res) else "flat") if res["site_days"] >= MIN_DAYS_FOR_SLOPE \

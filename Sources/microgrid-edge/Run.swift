@@ -302,6 +302,8 @@ struct Run: AsyncParsableCommand {
           service: MetricsEndpoint(
             configuration: section.endpointConfiguration, metrics: metrics, status: status, logger: logger)))
     }
+    // Last, so that the group tells it of SIGTERM first.
+    if let supervisor { services.append(.init(service: StopNotice(supervisor))) }
     let group = ServiceGroup(
       configuration: ServiceGroupConfiguration(
         services: services,

@@ -192,11 +192,14 @@ def test_ready_status_watchdog_and_stopping_while_the_upload_hangs(site):
     statuses = [l for _, l in notify.lines() if l.startswith("STATUS=mode")]
     backlogs = [int(l.split("upload backlog ")[1].split()[0]) for l in statuses if "upload backlog" in l]
     assert backlogs and backlogs[-1] > 0, statuses
+    t_term = time.monotonic()
     d.proc.send_signal(15)
     d._wait(20)
     assert d.proc.returncode == 0, d.describe()
     stopping = notify.times("STOPPING=1")
     assert len(stopping) == 1, notify.messages[-5:]
+    # At once, before the panel and the loop have taken their time to stop.
+    assert stopping[0] - t_term < 1.0, (stopping[0] - t_term, notify.messages[-5:])
     assert not [t for t in notify.times("WATCHDOG=1") if t > stopping[0]], "no ping after STOPPING=1"
 
 

@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import Synchronization
 
 /// What systemd shows for the appliance (`systemctl status`): its mode, its alarms, its
@@ -147,5 +148,19 @@ extension SiteStatus {
       activeAlarms: view.alarms.filter(\.active).count,
       uploadBacklog: view.records.map { $0.store.counters?.backlog ?? Int64($0.store.pending) },
       siteIOFailing: siteIOFailing)
+  }
+}
+
+/// Says STOPPING=1 the moment SIGTERM arrives. It is the last service of the group, so the
+/// group tells it first: the others (the panel, then the loop) stop one after another and
+/// may take seconds, which systemd should already know about.
+public struct StopNotice: Service {
+  private let heartbeat: any LoopHeartbeat
+
+  public init(_ heartbeat: any LoopHeartbeat) { self.heartbeat = heartbeat }
+
+  public func run() async throws {
+    try? await gracefulShutdown()
+    heartbeat.loopStopping()
   }
 }

@@ -44,6 +44,12 @@ def main():
     run.start()
     try:
         run.sleep_until(180)
+        metrics = run.scrape_metrics()
+        ocpp = sorted(dict(k[1])["charger"] for k, v in metrics.items()
+                      if k[0] == "microgrid_edge_ocpp_connected" and v == 1)
+        steps = metrics.get(("microgrid_edge_control_step_duration_seconds_count", ()), 0)
+        say(f"/metrics: {len(metrics)} series; OCPP connected: {', '.join(ocpp) or 'none'}; "
+            f"MQTT connected: {metrics.get(('microgrid_edge_mqtt_connected', ())) == 1}; {steps:.0f} control steps timed")
         reply, start, end = run.announce_event("utility-dr-demo", minutes_ahead=1, minutes=1)
         say(f"panel: announce_event utility-dr-demo (one minute): {reply['outcome']}: {reply['reason']}")
         run.sleep_until(RUN_SECONDS)

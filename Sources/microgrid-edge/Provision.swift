@@ -19,47 +19,57 @@ struct Provision: ParsableCommand {
     commandName: "provision",
     abstract: "Create or check the broker's users and passwords, the charger passwords and the central token.",
     discussion: """
-      Gives every MQTT user of the ACL file, the appliance's own user and each --panel a
-      random password in mosquitto's password file (root:mosquitto 640), writes the
-      appliance's password file and each OCPP charger's (root:microgrid-edge 640), and the
-      central token when one is supplied. Run again, it keeps what exists and is valid,
-      fixes owners and modes, adds what is missing, and makes the appliance's password file
-      and its broker entry agree. New passwords go to the terminal, or, when standard
-      output is not one, to a root-only file whose path it prints: never to a log.
+      Gives every MQTT user of the ACL file, the appliance's own user and each --panel a \
+      random password in mosquitto's password file (root:mosquitto 640), writes the \
+      appliance's password file and each OCPP charger's (root:microgrid-edge 640), and the \
+      central token when one is supplied. Run again, it keeps what exists and is valid, \
+      fixes owners and modes, adds what is missing, and makes the appliance's password file \
+      and its broker entry agree. New passwords go to the terminal, or, when standard \
+      output is not one, to a root-only file whose path it prints: never to a log. \
       Exit status 0 when done, 2 for bad input, 1 when a file cannot be read or written.
       """)
 
-  @Option(help: "The site configuration (default: /etc/microgrid-edge/site.yaml, under --root).")
+  @Option(
+    help: ArgumentHelp(
+      "The site configuration (default: /etc/microgrid-edge/site.yaml, under --root).", valueName: "path"))
   var config: String?
 
   @Option(
-    help:
-      "The broker's ACL file, whose `user` lines name the MQTT users (default: /etc/mosquitto/microgrid-edge.acl, under --root)."
+    help: ArgumentHelp(
+      "The broker's ACL file, whose `user` lines name the MQTT users (default: /etc/mosquitto/microgrid-edge.acl, under --root).",
+      valueName: "path")
   )
   var acl: String?
 
   @Option(
     name: .customLong("broker-passwords"),
-    help: "mosquitto's password file (default: /etc/mosquitto/microgrid-edge.passwd, under --root).")
+    help: ArgumentHelp(
+      "mosquitto's password file (default: /etc/mosquitto/microgrid-edge.passwd, under --root).", valueName: "path"))
   var brokerPasswords: String?
 
-  @Option(name: .customLong("panel"), help: "A panel's MQTT user name (repeat for more panels).")
+  @Option(
+    name: .customLong("panel"),
+    help: ArgumentHelp("A panel's MQTT user name (repeat for more panels).", valueName: "name"))
   var panels: [String] = []
 
   @Option(
     name: .customLong("rotate"),
-    help: "Replace this user's password on purpose: an MQTT user or a charger id (repeat for more).")
+    help: ArgumentHelp(
+      "Replace this user's password on purpose: an MQTT user or a charger id (repeat for more).", valueName: "user"))
   var rotate: [String] = []
 
-  @Option(help: "Copy the central program's token from this file (its first line).")
+  @Option(help: ArgumentHelp("Copy the central program's token from this file (its first line).", valueName: "path"))
   var centralTokenFile: String?
 
-  @Option(help: "'-': read the central program's token from standard input (never give it on the command line).")
+  @Option(
+    help: ArgumentHelp(
+      "'-': read the central program's token from standard input (never give it on the command line).", valueName: "-"))
   var centralToken: String?
 
   @Option(
-    help:
-      "Treat DIR as the appliance's root: the files named in the configuration and the defaults above are under it, and groups come from DIR/etc/group (tests, image building)."
+    help: ArgumentHelp(
+      "Treat DIR as the appliance's root: the files named in the configuration and the defaults above are under it, and groups come from DIR/etc/group (tests, image building).",
+      valueName: "dir")
   )
   var root: String = "/"
 
@@ -67,8 +77,9 @@ struct Provision: ParsableCommand {
   var showPasswords = false
 
   @Option(
-    help:
-      "Write new passwords to this file (created, mode 600) instead of the terminal (default when standard output is not a terminal: /root/microgrid-edge-credentials-<time>.txt, under --root)."
+    help: ArgumentHelp(
+      "Write new passwords to this file (created, mode 600) instead of the terminal (default when standard output is not a terminal: /root/microgrid-edge-credentials-<time>.txt, under --root).",
+      valueName: "path")
   )
   var credentialsOut: String?
 

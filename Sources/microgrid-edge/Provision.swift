@@ -237,7 +237,9 @@ struct Provision: ParsableCommand {
     if let credentialsPath, let credentials {
       do {
         try SecretFileIO.makeFolders(for: credentialsPath, mode: 0o700)
-        try SecretFileIO.createPrivate(credentials, at: credentialsPath)
+        // Which appliance and when, for a technician who finds the file later.
+        let header = "# microgrid-edge provision --config \(configPath), \(Self.timestamp())\n"
+        try SecretFileIO.createPrivate(header + credentials, at: credentialsPath)
       } catch {
         let names = plan.credentials.map { ProvisioningReport.rotateName(of: $0.outcome.subject) }
         throw ProvisioningFailure(

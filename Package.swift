@@ -29,6 +29,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    // PBKDF2-SHA512 for mosquitto's password hashes (provision); already resolved through
+    // the WebSocket and HTTP packages, declared because Provisioning imports it.
+    .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
   ],
   targets: [
     // Value types only: units by name, ids, the site description, snapshots, decisions.
@@ -119,6 +122,13 @@ let package = Package(
         .product(name: "Hummingbird", package: "hummingbird"),
       ]
     ),
+    // Setting up an appliance's secrets (`microgrid-edge provision`): the broker's users and
+    // their mosquitto password hashes, the appliance's and the chargers' password files, the
+    // central token. A pure plan of what to create or fix, then the file-system effects.
+    .target(
+      name: "Provisioning",
+      dependencies: ["SiteModel", "SiteFiles", .product(name: "CryptoExtras", package: "swift-crypto")]
+    ),
     // The simulated plant behind the appliance's `SiteIO`, for demos and tests: a site
     // configuration's scenario, checked against the site.
     .target(name: "SimulatedSite", dependencies: ["SiteModel", "Simulation", "Appliance"]),
@@ -126,7 +136,7 @@ let package = Package(
       name: "microgrid-edge",
       dependencies: [
         "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "CentralUpload",
-        "GPIO", "Chargers",
+        "GPIO", "Chargers", "Provisioning",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -136,6 +146,7 @@ let package = Package(
     .target(name: "TestKit", path: "Tests/TestKit"),
     .testTarget(name: "SiteModelTests", dependencies: ["SiteModel"]),
     .testTarget(name: "GPIOTests", dependencies: ["GPIO"]),
+    .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "SiteModel"]),
     .testTarget(name: "OCPPTests", dependencies: ["OCPP"]),
     .testTarget(
       name: "ChargersTests",

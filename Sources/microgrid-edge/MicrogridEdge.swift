@@ -9,7 +9,8 @@ struct MicrogridEdge: AsyncParsableCommand {
     abstract: "On-site energy manager for buildings that use parked electric vehicles as their battery.",
     version: "0.1.0",
     subcommands: [
-      Run.self, Simulate.self, CheckConfig.self, GPIOCheck.self, BenchStore.self, BenchOutage.self, BenchField.self,
+      Run.self, Simulate.self, CheckConfig.self, Provision.self, GPIOCheck.self, BenchStore.self, BenchOutage.self,
+      BenchField.self,
     ])
 
   /// Like ArgumentParser's own entry point, except that a mistake on the command line is

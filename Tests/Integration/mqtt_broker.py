@@ -243,20 +243,23 @@ class Broker:
 
     users: {username: password}; by default microgrid-edge, meter-main, meter-ev,
     homeassistant and panel-lobby, each with the password f"{name}-pw".
+    password_file: use this mosquitto password file as it is (e.g. one `microgrid-edge
+    provision` made) instead of writing one from `users`; `users` then only gives
+    `client()` its default passwords.
     tls=True: a throwaway CA and a server certificate for 127.0.0.1/localhost are made in
     tmpdir, the listener speaks TLS only, and `ca_file` names the CA for clients.
 
     Use one Broker per directory. `stop()` is idempotent; `close()` (also __exit__) stops
     the broker and disconnects every client made by `client()`."""
 
-    def __init__(self, tmpdir, users=None, tls=False):
+    def __init__(self, tmpdir, users=None, tls=False, password_file=None):
         self.tmpdir = Path(tmpdir)
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         self._users = dict(users) if users is not None else {u: f"{u}-pw" for u in DEFAULT_USERS}
         self.tls = bool(tls)
         self.port = free_port()
         self.acl_file = SHIPPED_ACL
-        self.password_file = self.tmpdir / "mosquitto.passwd"
+        self.password_file = Path(password_file) if password_file else self.tmpdir / "mosquitto.passwd"
         self.conf_file = self.tmpdir / "mosquitto.conf"
         self.log_file = self.tmpdir / "mosquitto.log"
         self.output_file = self.tmpdir / "mosquitto.out"    # the process's stdout/stderr
@@ -270,7 +273,8 @@ class Broker:
         self._started_once = False
         if not SHIPPED_ACL.is_file():
             raise FileNotFoundError(f"the shipped ACL file is missing: {SHIPPED_ACL}")
-        self._write_password_file()
+        if password_file is None:
+            self._write_password_file()
         if self.tls:
             self._make_certificates()
         self._write_conf()

@@ -10,7 +10,7 @@ from mge_helpers import BINARY
 def _binary_is_there():
     if not (BINARY.is_file() and os.access(BINARY, os.X_OK)):
         pytest.fail(f"expected an executable microgrid-edge at {BINARY} "
-                    f"(build it with `swift build -c release`, or set MGE_BINARY)", pytrace=False)
+                    f"(build it with `swift build -c release --static-swift-stdlib`, or set MGE_BINARY)", pytrace=False)
 
 
 @pytest.fixture

@@ -49,7 +49,10 @@ struct WebSocketServer: Sendable {
     let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      // TCP_NODELAY is an IPPROTO_TCP option: `.socketOption(.tcp_nodelay)` would set
+      // SOL_SOCKET option 1, SO_DEBUG, which needs CAP_NET_ADMIN and fails (EACCES) for
+      // the service's user on every connection.
+      .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
       .bind(host: configuration.host, port: configuration.port) { channel in
         channel.eventLoop.makeCompletedFuture {
           let refusal = NIOLockedValueBox<(HTTPResponseStatus, String)?>(nil)

@@ -221,23 +221,61 @@ def test_check_config_passes_as_the_service_user(installed):
     assert "/etc/microgrid-edge/mqtt-password" in p.stdout, p.stdout
 
 
-def test_the_daemon_runs_from_the_installed_files_and_finds_its_schemas(installed, tmp_path):
-    """As the unit starts it: its user and groups, its command line, its environment file;
-    then an OCPP 2.1 charge point connects, which loads the schemas from beside the
-    installed binary (Bundle.module falls back to the build folder, which is not in the
-    root: a package without them would crash here)."""
+def provisioned_passwords(root):
+    """`microgrid-edge provision` inside the root, as the technician runs it after the
+    install; returns {user or charger id: password} from the credentials file it wrote."""
+    creds = "/root/credentials.txt"
+    p = root.run("microgrid-edge", "provision", "--config", "/etc/microgrid-edge/site.yaml",
+                 "--credentials-out", creds)
+    assert "STILL MISSING" in p.stdout, p.stdout            # no central token given: it says so
+    text = (root / creds).read_text()
+    assert stat_of(root, creds)[2] == 0o600
+    found = {}
+    for line in text.splitlines():
+        words = line.strip().split()
+        if len(words) >= 3 and words[0] in ("MQTT", "charger") and words[-2].endswith(":"):
+            found[words[-2].rstrip(":")] = words[-1]
+    return found, p.stdout
+
+
+def test_provision_then_the_daemon_runs_from_the_installed_files(installed, tmp_path):
+    """As on an appliance: provision makes the secrets with the documented owners and modes;
+    the root's own mosquitto runs the installed drop-in's ACL and the provisioned password
+    file (on a free port); the daemon starts as the unit starts it (its user, groups,
+    command line and environment file), logs in to that broker with its provisioned
+    password, and an OCPP 2.1 charge point connects with its provisioned password, which
+    loads the schemas from beside the installed binary (Bundle.module falls back to the
+    build folder, which is not in the root: a package without them would crash here)."""
     root = installed
     service = unit_settings()
+    passwords, summary = provisioned_passwords(root)
+    assert "C1" in passwords and "meter-main" in passwords, (passwords.keys(), summary)
+    assert "microgrid-edge" not in passwords, "the appliance's own password is never shown"
+    _, appliance_gid, _, _, _ = ids(root, "microgrid-edge")
+    mosquitto_gid = int(root.run("getent", "group", "mosquitto").stdout.split(":")[2])
+    for path, gid in (("/etc/microgrid-edge/mqtt-password", appliance_gid),
+                      ("/etc/microgrid-edge/ocpp/C1.password", appliance_gid),
+                      ("/etc/mosquitto/microgrid-edge.passwd", mosquitto_gid)):
+        assert stat_of(root, path) == (0, gid, 0o640), (path, stat_of(root, path))
+    # Provisioning again changes nothing.
+    again = root.run("microgrid-edge", "provision", "--config", "/etc/microgrid-edge/site.yaml",
+                     "--credentials-out", "/root/credentials-2.txt")
+    assert "Nothing was created or changed" in again.stdout, again.stdout
+
+    # The root's mosquitto with the installed ACL and the provisioned users, on a free port.
+    mqtt_port = free_port()
+    (root / "etc/mosquitto/test.conf").write_text(
+        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous false\n"
+        "password_file /etc/mosquitto/microgrid-edge.passwd\nacl_file /etc/mosquitto/microgrid-edge.acl\n")
+    broker_log = open(tmp_path / "mosquitto.log", "w")
+    broker = root.popen(["mosquitto", "-c", "/etc/mosquitto/test.conf"], userspec="mosquitto:mosquitto",
+                        groups="mosquitto", env={}, log=broker_log)
     ocpp_port = free_port()
-    # A charger's password, as provisioning leaves it.
-    (root / "etc/microgrid-edge/ocpp/C1.password").write_text("c1-package-test\n")
-    _, gid, _, _, _ = ids(root, "microgrid-edge")
-    os.chown(root / "etc/microgrid-edge/ocpp/C1.password", 0, gid)
-    os.chmod(root / "etc/microgrid-edge/ocpp/C1.password", 0o640)
     env = {
         "MGE_OCPP__HOST": "127.0.0.1", "MGE_OCPP__PORT": str(ocpp_port),
-        "MGE_MQTT__PORT": str(free_port()),                            # nobody listens there
-        "MGE_CENTRAL__BASE_URL": f"http://127.0.0.1:{free_port()}/api",  # nor there
+        "MGE_MQTT__HOST": "127.0.0.1", "MGE_MQTT__PORT": str(mqtt_port),
+        "MGE_CENTRAL__BASE_URL": f"http://127.0.0.1:{free_port()}/api",  # nobody listens there
+        "MGE_METRICS__PORT": "0",
     }
     for line in (root / "etc/microgrid-edge/environment").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -249,11 +287,16 @@ def test_the_daemon_runs_from_the_installed_files_and_finds_its_schemas(installe
         daemon = root.popen(args, userspec=f"{service['User']}:{service['Group']}",
                             groups=service["SupplementaryGroups"], env=env, log=log)
     try:
-        time.sleep(4)
-        assert daemon.poll() is None, f"the daemon exited ({daemon.returncode}):\n{log_path.read_text()[-4000:]}"
+        deadline = time.monotonic() + 20
+        while "MQTT connected" not in log_path.read_text() and time.monotonic() < deadline:
+            assert daemon.poll() is None, f"the daemon exited ({daemon.returncode}):\n{log_path.read_text()[-4000:]}"
+            time.sleep(0.2)
+        assert "MQTT connected" in log_path.read_text(), (
+            f"the daemon did not log in to the root's broker with its provisioned password:\n"
+            f"{log_path.read_text()[-3000:]}\n{(tmp_path / 'mosquitto.log').read_text()[-2000:]}")
         peers = subprocess.run(
             [sys.executable, str(PEERS), "--url", f"ws://127.0.0.1:{ocpp_port}/ocpp",
-             "--charger", "C1:2.1:c1-package-test", "--duration", "6", "--connect-timeout", "15"],
+             "--charger", f"C1:2.1:{passwords['C1']}", "--duration", "6", "--connect-timeout", "15"],
             capture_output=True, text=True, timeout=90)
         summaries = [json.loads(l) for l in peers.stdout.splitlines() if l.startswith("{")]
         text = log_path.read_text()
@@ -262,6 +305,7 @@ def test_the_daemon_runs_from_the_installed_files_and_finds_its_schemas(installe
         # Its BootNotification was accepted (validated against the installed schemas).
         assert summaries[0]["boots"], summaries
         assert not summaries[0]["violations"] and not summaries[0]["call_errors"], summaries
+        assert "metrics endpoint ready" in text, text[-3000:]
     finally:
         if daemon.poll() is None:
             os.kill(daemon.pid, signal.SIGTERM)
@@ -271,10 +315,15 @@ def test_the_daemon_runs_from_the_installed_files_and_finds_its_schemas(installe
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
             code = "killed"
+        if broker.poll() is None:
+            broker.terminate()
+            broker.wait(10)
+        broker_log.close()
     text = log_path.read_text()
     assert code == 0, f"the daemon did not stop cleanly on SIGTERM (exit {code}):\n{text[-4000:]}"
     assert not [m for m in CRASH_MARKERS if m in text], text[-4000:]
-    assert "started" in text.lower() or "running" in text.lower(), text[:3000]
+    # No secret in its log.
+    assert not [k for k, pw in passwords.items() if pw in text], "a provisioned password is in the daemon's log"
     # It made its databases in the state folder, as its user.
     uid, _, _, _, _ = ids(root, "microgrid-edge")
     made = sorted(p.name for p in (root / "var/lib/microgrid-edge").iterdir())

@@ -14,6 +14,7 @@ The daemon is config/example-school.yaml's simulated plant with the building's l
 MQTT meter on a real mosquitto, a record store, and a central program that accepts
 connections and never answers (a hung upload).
 """
+import contextlib
 import json
 import socket
 import threading
@@ -333,19 +334,20 @@ def test_stuck_chargers_do_not_starve_the_watchdog(tmp_path):
     notify = NotifyListener(tmp_path)
     d = Daemon(config, tmp_path, start_minute=None,
                env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": str(int(WATCHDOG_S * 1e6))})
-    sockets = []
+    sockets = contextlib.ExitStack()
+    connected = []
     try:
         notify.wait(lambda l: l == "READY=1", 20, "READY=1")
         assert d.wait_for_log(r"OCPP endpoint ready", 20), d.describe()
         for cid in ("C1", "C2"):
             auth = base64.b64encode(f"{cid}:{PASSWORDS[cid]}".encode()).decode()
-            ws = connect(f"ws://127.0.0.1:{port}/ocpp/{cid}", subprotocols=["ocpp2.1"],
-                         additional_headers={"Authorization": f"Basic {auth}"}, open_timeout=10)
-            sockets.append(ws)
+            connected.append(sockets.enter_context(connect(
+                f"ws://127.0.0.1:{port}/ocpp/{cid}", subprotocols=["ocpp2.1"],
+                additional_headers={"Authorization": f"Basic {auth}"}, open_timeout=10)))
         boot = [2, "boot-1", "BootNotification",
                 {"reason": "PowerUp", "chargingStation": {"model": "Stuck", "vendorName": "Test"}}]
-        sockets[0].send(json.dumps(boot))
-        assert json.loads(sockets[0].recv(timeout=10))[0] == 3, "the appliance answers the boot"
+        connected[0].send(json.dumps(boot))
+        assert json.loads(connected[0].recv(timeout=10))[0] == 3, "the appliance answers the boot"
         start = time.monotonic()
         time.sleep(15)
         assert d.running, d.describe()
@@ -357,8 +359,43 @@ def test_stuck_chargers_do_not_starve_the_watchdog(tmp_path):
         assert d.proc.returncode == 0, d.describe()
         assert notify.times("STOPPING=1"), notify.messages[-3:]
     finally:
-        for ws in sockets:
-            ws.close_socket() if hasattr(ws, "close_socket") else ws.socket.close()
+        # Dropped, not closed politely: a stuck charger does not answer a close either.
+        for ws in connected:
+            ws.socket.close()
+        sockets.close()
+        if d.running:
+            d.kill()
+        d.close()
+        notify.close()
+
+
+def test_a_taken_ocpp_port_is_retried_and_the_appliance_runs_on(tmp_path):
+    """The OCPP endpoint's port is taken at start: the endpoint says so and listens again
+    (backing off), the control loop keeps pinging, and once the port is free the chargers'
+    endpoint is there."""
+    from ocpp_site import site_config as ocpp_config
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    notify = NotifyListener(tmp_path)
+    d = Daemon(ocpp_config(tmp_path, port), tmp_path, start_minute=None,
+               env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": str(int(WATCHDOG_S * 1e6))})
+    try:
+        assert d.wait_for_log(r"OCPP endpoint failed; listening again in \d+ s", 20), d.describe()
+        notify.wait(lambda l: l == "READY=1", 20, "READY=1")
+        taken.close()
+        assert d.wait_for_log(r"OCPP endpoint ready", 20), d.describe()
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        time.sleep(2 * WATCHDOG_S)
+        assert d.running, d.describe()
+        assert len(notify.times("WATCHDOG=1")) >= 4, notify.messages
+        d.proc.send_signal(15)
+        d._wait(20)
+        assert d.proc.returncode == 0, d.describe()
+    finally:
+        taken.close()
         if d.running:
             d.kill()
         d.close()

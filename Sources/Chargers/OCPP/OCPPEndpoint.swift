@@ -142,16 +142,38 @@ public struct OCPPEndpoint: Service {
         await self.serve(charger: charger, version: version, connection: connection)
       })
     let scheme = tls == nil ? "ws" : "wss"
-    try await server.run { port in
-      logger.info(
-        "OCPP endpoint listening",
-        metadata: [
-          "address": "\(scheme)://\(configuration.host):\(port)\(configuration.path)/<id>",
-          "chargers": "\(chargers.keys.sorted())",
-        ])
-      await onListening(port)
+    // A listener that fails (its port taken, an accept or a connection's set-up that
+    // throws) must not take the appliance down with it: the chargers' safe state is held by
+    // their drivers, and the endpoint listens again, backing off to 30 s.
+    var failures = 0
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      let started = ContinuousClock.now
+      do {
+        try await server.run { port in
+          logger.info(
+            "OCPP endpoint listening",
+            metadata: [
+              "address": "\(scheme)://\(configuration.host):\(port)\(configuration.path)/<id>",
+              "chargers": "\(chargers.keys.sorted())",
+            ])
+          await onListening(port)
+        }
+        return
+      } catch {
+        guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return }
+        // A listener that served for a while starts the backoff afresh.
+        failures = ContinuousClock.now - started > .seconds(60) ? 1 : failures + 1
+        let wait = Self.relistenDelay(failures: failures)
+        logger.error(
+          "OCPP endpoint failed; listening again in \(Int(wait)) s",
+          metadata: ["error": "\(error)", "port": "\(configuration.port)", "failures": "\(failures)"])
+        try? await Task.sleep(for: .seconds(wait))
+      }
     }
   }
+
+  /// 1, 2, 4 ... 30 s after consecutive failures.
+  static func relistenDelay(failures: Int) -> Double { min(30, Double(1 << min(max(failures - 1, 0), 5))) }
 
   /// One charge point's connection: frames in to its driver, its queue out to the socket.
   func serve(charger: OCPPCharger, version: OCPPVersion, connection: WebSocketConnection) async {

@@ -101,17 +101,9 @@ final class DatagramListener {
   init(_ name: String) throws {
     path = name
     fd = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    var bytes = Array(name.utf8)
-    let abstract = bytes.first == UInt8(ascii: "@")
-    if abstract { bytes[0] = 0 }
-    let length = withUnsafeMutableBytes(of: &address.sun_path) { raw -> Int in
-      raw.copyBytes(from: bytes)
-      return MemoryLayout<sa_family_t>.size + bytes.count + (abstract ? 0 : 1)
-    }
+    var (address, length) = SystemdNotifier.address(name)
     let rc = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(length)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
     }
     guard rc == 0 else { throw POSIXError(.EADDRINUSE) }
     var timeout = timeval(tv_sec: 5, tv_usec: 0)

@@ -69,23 +69,14 @@ public final class SystemdNotifier: Sendable {
   @discardableResult
   public func send(_ message: String) -> Bool {
     guard let path = socketPath else { return false }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    var bytes = Array(path.utf8)
-    // An abstract socket's name starts with a NUL byte where the text has '@'.
-    let abstract = bytes.first == UInt8(ascii: "@")
-    if abstract { bytes[0] = 0 }
-    let length = withUnsafeMutableBytes(of: &address.sun_path) { raw -> Int in
-      raw.copyBytes(from: bytes)
-      return MemoryLayout<sa_family_t>.size + bytes.count + (abstract ? 0 : 1)
-    }
+    var (address, length) = Self.address(path)
     let payload = Array(message.utf8)
     let sent = socket.withLock { fd -> Int in
       guard fd >= 0 else { return -1 }
       return withUnsafePointer(to: &address) { pointer in
         pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { a in
           payload.withUnsafeBytes { p in
-            sendto(fd, p.baseAddress, p.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL), a, socklen_t(length))
+            sendto(fd, p.baseAddress, p.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL), a, length)
           }
         }
       }
@@ -94,6 +85,21 @@ public final class SystemdNotifier: Sendable {
     let reason = sent < 0 ? String(cString: strerror(errno)) : "sent \(sent) of \(payload.count) bytes"
     failures.withLock { $0 = ($0.count + 1, reason) }
     return false
+  }
+
+  /// A socket address for a path, or an abstract name (`@name`: a NUL byte where the text
+  /// has '@', and no terminating NUL), with its length.
+  static func address(_ name: String) -> (sockaddr_un, socklen_t) {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    var bytes = Array(name.utf8)
+    let abstract = bytes.first == UInt8(ascii: "@")
+    if abstract { bytes[0] = 0 }
+    let length = withUnsafeMutableBytes(of: &address.sun_path) { raw -> Int in
+      raw.copyBytes(from: bytes.prefix(raw.count))
+      return MemoryLayout<sa_family_t>.size + bytes.count + (abstract ? 0 : 1)
+    }
+    return (address, socklen_t(length))
   }
 
   /// How many notifications could not be sent, and the last reason.

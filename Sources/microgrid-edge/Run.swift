@@ -302,6 +302,8 @@ struct Run: AsyncParsableCommand {
           service: MetricsEndpoint(
             configuration: section.endpointConfiguration, metrics: metrics, status: status, logger: logger)))
     }
+    // Once everything has started: the code only start-up needed leaves RSS.
+    services.append(.init(service: StartupPagesRelease(logger: logger), successTerminationBehavior: .ignore))
     // Last, so that the group tells it of SIGTERM first.
     if let supervisor { services.append(.init(service: StopNotice(supervisor))) }
     let group = ServiceGroup(

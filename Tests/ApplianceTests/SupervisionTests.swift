@@ -121,3 +121,30 @@ final class DatagramListener {
     if !path.hasPrefix("@") { unlink(path) }
   }
 }
+
+/// Start-up's code pages given back: which mappings qualify, and that the kernel takes it.
+@Suite("Start-up pages: only read-only file mappings are given back")
+struct StartupPagesReleaseTests {
+  @Test("code and constant data of files qualify; written, anonymous and special mappings do not")
+  func mappings() {
+    let maps = """
+      55d0c0000000-55d0c1000000 r-xp 00000000 fe:01 123 /usr/lib/microgrid-edge/microgrid-edge
+      55d0c1000000-55d0c1200000 r--p 01000000 fe:01 123 /usr/lib/microgrid-edge/microgrid-edge
+      55d0c1200000-55d0c1210000 rw-p 01200000 fe:01 123 /usr/lib/microgrid-edge/microgrid-edge
+      55d0c2000000-55d0c3000000 rw-p 00000000 00:00 0 [heap]
+      7f0000000000-7f0000100000 rw-p 00000000 00:00 0
+      7ffc00000000-7ffc00002000 r-xp 00000000 00:00 0 [vdso]
+      """
+    let found = StartupPagesRelease.fileMappings(maps)
+    #expect(found.map(\.start) == [0x55d0_c000_0000, 0x55d0_c100_0000])
+    #expect(found.map(\.length) == [0x100_0000, 0x20_0000])
+  }
+
+  @Test("this process's own file pages are given back without harm, and it runs on")
+  func ownPages() throws {
+    let (asked, refused) = StartupPagesRelease.pageOutFileMappings()
+    #expect(asked > 0)
+    #expect(refused == 0, "a kernel without MADV_PAGEOUT refuses every mapping")
+    #expect(StartupPagesRelease.residentFileKiB() != nil)
+  }
+}

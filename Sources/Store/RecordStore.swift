@@ -211,6 +211,11 @@ public final class RecordStore: Sendable {
       try db.execute(sql: "PRAGMA synchronous = FULL")
       // The log is truncated back to this after a checkpoint; it does not stay at its peak.
       try db.execute(sql: "PRAGMA journal_size_limit = 8388608")
+      // Each connection's page cache is heap memory (SQLite's default is 2 MiB, and this pool
+      // has three connections). Inserts touch the table's and the indexes' right edges and
+      // uploads read the newest rows, a few dozen pages; every other read comes from the
+      // kernel's page cache, which is not the daemon's. So 512 KiB a connection.
+      try db.execute(sql: "PRAGMA cache_size = -512")
       try extra?(db)
     }
     return try DatabasePool(path: configuration.path, configuration: config)

@@ -58,8 +58,9 @@ VTN's messages with --cert/--key.
 
 Events (add_event / POST /event): one signal, SIMPLE (signalType level, payload 0-3) or
 LOAD_DISPATCH (signalType setpoint unless signal_type says otherwise, itemBase powerReal in
-kW, scale k); start at `start` (ISO 8601 UTC) or now + notice_s; one interval of duration_s
-or `intervals` [[duration_s, value], …]; x-eiNotification (notification_s, default the
+kW, scale k; the value is `kw`, else `level`); start at `start` (ISO 8601 UTC) or now +
+notice_s (default 60); one interval of duration_s (default 300) or `intervals`
+[[duration_s, value], …]; x-eiNotification (notification_s; without a start, default the
 notice), x-eiRampUp (ramp_up_s), x-eiRecovery (recovery_s), tolerance startafter
 (start_after_s), priority, market_context, response_required always|never, vtn_comment,
 test_event. modify_event changes any of those, adds 1 to the modificationNumber and sets
@@ -652,14 +653,17 @@ class VTNPeer:
                   response_required="always", vtn_comment=None, test_event=None, event_id=None):
         """Queue a new event for the VEN (delivered on its next poll); returns its eventID."""
         ven_id = self._default_ven(ven_id)
-        start = _datetime(start) if start is not None else utc_now() + timedelta(seconds=float(notice_s or 0))
+        if start is None:
+            start = utc_now() + timedelta(seconds=float(notice_s or 0))
+            if notification_s is None and notice_s:
+                notification_s = notice_s       # x-eiNotification: the notice given
+        else:
+            start = _datetime(start)
         value = kw if kw is not None else level
         if response_required not in ("always", "never"):
             raise ControlError("response_required is always or never")
         event_intervals = self._build_intervals(start, duration_s, intervals, value)
         event_signal = self._signal(signal, signal_type, event_intervals)
-        if notification_s is None and notice_s and start is not None:
-            notification_s = notice_s
         event_id = event_id or _short_id("event")
         event = {"event_descriptor": {"event_id": event_id, "modification_number": 0,
                                       "market_context": market_context, "event_status": "far",

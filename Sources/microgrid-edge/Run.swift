@@ -71,6 +71,8 @@ struct Run: AsyncParsableCommand {
 
   func run() async throws {
     StartupSignals.install()
+    // Before the daemon's threads start: a small, steady heap (docs/metrics.md, "Memory").
+    MallocTuning.apply()
     var loaded: SiteConfigurationFile.Loaded!
     var simulated: (scenario: Scenario, start: Int)?
     var stopSeconds: Double?
@@ -255,8 +257,10 @@ struct Run: AsyncParsableCommand {
         logger.info("grid import from \(order.joined(separator: ", then "))")
       }
     }
+    // Gives back start-up's file pages after the first step, and again a minute in.
+    let startupPages = StartupPagesRelease(logger: logger)
     let observers: [any StepObserver] =
-      [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? [])
+      [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? []) + [startupPages]
     // systemd's supervision (Type=notify, WatchdogSec=): the loop itself says it is alive.
     let supervisor = Self.supervisor(status: status, logger: logger)
     // The Prometheus endpoint reads the same status the panel publishes.
@@ -302,8 +306,8 @@ struct Run: AsyncParsableCommand {
           service: MetricsEndpoint(
             configuration: section.endpointConfiguration, metrics: metrics, status: status, logger: logger)))
     }
-    // Once everything has started: the code only start-up needed leaves RSS.
-    services.append(.init(service: StartupPagesRelease(logger: logger), successTerminationBehavior: .ignore))
+    // The code only start-up needed leaves RSS.
+    services.append(.init(service: startupPages, successTerminationBehavior: .ignore))
     // Last, so that the group tells it of SIGTERM first.
     if let supervisor { services.append(.init(service: StopNotice(supervisor))) }
     let group = ServiceGroup(

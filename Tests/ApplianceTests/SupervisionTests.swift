@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Appliance
@@ -122,10 +123,12 @@ final class DatagramListener {
   }
 }
 
-/// Start-up's code pages given back: which mappings qualify, and that the kernel takes it.
-@Suite("Start-up pages: only read-only file mappings are given back")
+/// Start-up's code pages given back: which mappings and pages qualify, when, and that the
+/// kernel takes it.
+@Suite("Start-up pages: only file pages are given back, after the first step")
 struct StartupPagesReleaseTests {
-  @Test("code and constant data of files qualify; written, anonymous and special mappings do not")
+  @Test(
+    "file mappings qualify, the writable private ones page by page; anonymous, shared writable and special ones do not")
   func mappings() {
     let maps = """
       55d0c0000000-55d0c1000000 r-xp 00000000 fe:01 123 /usr/lib/microgrid-edge/microgrid-edge
@@ -133,18 +136,96 @@ struct StartupPagesReleaseTests {
       55d0c1200000-55d0c1210000 rw-p 01200000 fe:01 123 /usr/lib/microgrid-edge/microgrid-edge
       55d0c2000000-55d0c3000000 rw-p 00000000 00:00 0 [heap]
       7f0000000000-7f0000100000 rw-p 00000000 00:00 0
+      7f0000200000-7f0000300000 rw-s 00000000 fe:01 456 /var/lib/microgrid-edge/store.db-shm
       7ffc00000000-7ffc00002000 r-xp 00000000 00:00 0 [vdso]
       """
     let found = StartupPagesRelease.fileMappings(maps)
-    #expect(found.map(\.start) == [0x55d0_c000_0000, 0x55d0_c100_0000])
-    #expect(found.map(\.length) == [0x100_0000, 0x20_0000])
+    #expect(found.map(\.start) == [0x55d0_c000_0000, 0x55d0_c100_0000, 0x55d0_c120_0000])
+    #expect(found.map(\.length) == [0x100_0000, 0x20_0000, 0x1_0000])
+    #expect(found.map(\.writable) == [false, false, true])
+  }
+
+  @Test("of a writable mapping, only resident pages still backed by the file: never written ones")
+  func fileBackedRuns() {
+    let present: UInt64 = 1 << 63
+    let file: UInt64 = 1 << 61
+    // file, file, written (anonymous), absent, file, swapped, file (at the end)
+    let entries: [UInt64] = [present | file, present | file, present, 0, present | file, 1 << 62, present | file]
+    let runs = StartupPagesRelease.fileBackedRuns(entries)
+    #expect(runs.map(\.first) == [0, 4, 6])
+    #expect(runs.map(\.count) == [2, 1, 1])
+    #expect(StartupPagesRelease.fileBackedRuns([present, 0]).isEmpty)
   }
 
   @Test("this process's own file pages are given back without harm, and it runs on")
   func ownPages() throws {
+    // A variable in the binary's data segment (a writable file mapping), written before
+    // the release, keeps what was written.
+    StartupPagesReleaseTests.marker = 99
     let (asked, refused) = StartupPagesRelease.pageOutFileMappings()
     #expect(asked > 0)
     #expect(refused == 0, "a kernel without MADV_PAGEOUT refuses every mapping")
     #expect(StartupPagesRelease.residentFileKiB() != nil)
+    #expect(StartupPagesReleaseTests.marker == 99)
+  }
+  nonisolated(unsafe) static var marker = 7
+
+  @Test("the first release waits for the first control step, and a stop ends the waits")
+  func waitsForFirstStep() async throws {
+    let release = StartupPagesRelease.FirstStep()
+    let done = Mutex(false)
+    let waiter = Task {
+      await release.wait()
+      done.withLock { $0 = true }
+    }
+    try await Task.sleep(for: .milliseconds(100))
+    #expect(!done.withLock { $0 }, "released before any step")
+    release.signal()
+    release.signal()  // only the first counts
+    await waiter.value
+    #expect(done.withLock { $0 })
+    // Once signalled, a later wait returns at once; a cancelled one too.
+    await release.wait()
+    let never = StartupPagesRelease.FirstStep()
+    let cancelled = Task { await never.wait() }
+    cancelled.cancel()
+    await cancelled.value
+  }
+}
+
+/// The allocator settings the daemon applies first thing (docs/metrics.md, "Memory").
+@Suite("Malloc tuning")
+struct MallocTuningTests {
+  @Test("glibc takes every setting, and large blocks then come from mappings of their own")
+  func glibcTakesThem() throws {
+    #expect(MallocTuning.apply())
+    // With glibc's defaults, freeing a large mapped block raises the threshold to its
+    // size, and blocks below it then come from the heap. Freeing every other one of a row
+    // of them leaves holes the heap cannot trim: they stay resident. With the tuning each
+    // is a mapping of its own, given back when freed.
+    let size = 4 * Int(MallocTuning.mmapThresholdBytes)
+    free(malloc(4 * size))
+    var blocks: [UnsafeMutableRawPointer] = []
+    for _ in 0..<32 {
+      let block = try #require(malloc(size))
+      memset(block, 1, size)
+      blocks.append(block)
+    }
+    let held = try #require(Self.anonymousKiB())
+    for (index, block) in blocks.enumerated() where index % 2 == 0 { free(block) }
+    let after = try #require(Self.anonymousKiB())
+    for (index, block) in blocks.enumerated() where index % 2 == 1 { free(block) }
+    // Half of it, as tests running beside this one allocate too (without the tuning,
+    // nothing comes back).
+    let freed = 16 * size / 1024
+    #expect(held - after >= freed / 2, "freeing half the blocks gave them back to the kernel")
+  }
+
+  static func anonymousKiB() -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("RssAnon:") {
+      return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    }
+    return nil
   }
 }

@@ -17,6 +17,7 @@ configuration changes.
 """
 import configparser
 import json
+import re
 import os
 import shlex
 import shutil
@@ -24,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -374,3 +376,18 @@ def test_package_refuses_a_binary_of_another_architecture(tmp_path):
                         "--out", str(tmp_path), "--no-lintian"], capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and f"not {other}" in p.stderr, p.stdout + p.stderr
     assert not list(tmp_path.glob("*.deb"))
+
+
+def test_depends_asks_for_the_loader_the_binary_needs(deb):
+    """The binary is linked with packed relative relocations (RELR): only glibc 2.36's
+    loader starts it. dpkg-shlibdeps alone said libc6 (>= 2.35); the package must not let
+    apt install it next to a loader that refuses it."""
+    with tempfile.TemporaryDirectory() as d:
+        sh(["dpkg-deb", "-x", str(deb), d])
+        versions = sh(["readelf", "-VW", f"{d}/usr/lib/microgrid-edge/microgrid-edge"]).stdout
+    depends = sh(["dpkg-deb", "--field", str(deb), "Depends"]).stdout
+    libc = re.search(r"libc6 \(>= ([^)]+)\)", depends)
+    assert libc, f"Depends names no libc6 version: {depends}"
+    if "GLIBC_ABI_DT_RELR" in versions:
+        ok = subprocess.run(["dpkg", "--compare-versions", libc.group(1), "ge", "2.36"]).returncode == 0
+        assert ok, f"the binary needs GLIBC_ABI_DT_RELR (glibc 2.36) but Depends says {libc.group(0)}"

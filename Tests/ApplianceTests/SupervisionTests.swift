@@ -170,6 +170,27 @@ struct StartupPagesReleaseTests {
   }
   nonisolated(unsafe) static var marker = 7
 
+  @Test("the service releases at the first step and again at the delay; without a step, once at the delay")
+  func releasesWhen() async throws {
+    func moments(stepAfter: Duration?) async throws -> [String] {
+      let captured = CapturedLog()
+      let service = StartupPagesRelease(delay: .milliseconds(600), logger: captured.logger)
+      let run = Task { try await service.run() }
+      if let stepAfter {
+        try await Task.sleep(for: stepAfter)
+        service.firstStep.signal()
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(captured.all.count == 1, "released right after the first step")
+      }
+      try await run.value
+      return captured.all.filter { $0.message == "start-up code pages released" }.map {
+        "\($0.metadata["after"] ?? "")"
+      }
+    }
+    #expect(try await moments(stepAfter: .milliseconds(100)) == ["the first control step", "0.6 seconds after start"])
+    #expect(try await moments(stepAfter: nil) == ["0.6 seconds after start"])
+  }
+
   @Test("the first release waits for the first control step, and a stop ends the waits")
   func waitsForFirstStep() async throws {
     let release = StartupPagesRelease.FirstStep()

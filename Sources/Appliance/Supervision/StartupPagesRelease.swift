@@ -21,7 +21,7 @@ import Synchronization
 public struct StartupPagesRelease: Service, StepObserver {
   public var delay: Duration
   private let logger: Logger
-  private let firstStep: FirstStep
+  let firstStep: FirstStep
 
   public init(delay: Duration = .seconds(60), logger: Logger) {
     self.delay = delay
@@ -34,11 +34,29 @@ public struct StartupPagesRelease: Service, StepObserver {
 
   public func run() async throws {
     let started = ContinuousClock.now
-    // A stop before then ends each wait at once.
-    try? await cancelWhenGracefulShutdown { await firstStep.wait() }
-    guard release(after: "the first control step") else { return }
-    let delay = delay
-    try? await cancelWhenGracefulShutdown { try await Task.sleep(until: started + delay) }
+    let deadline = started + delay
+    // The first control step, or the delay if the loop has not stepped by then (a field
+    // site that waits for its meters or the clock); a stop ends the wait at once.
+    let firstStep = firstStep
+    let stepped =
+      (try? await cancelWhenGracefulShutdown {
+        await withTaskGroup(of: Bool.self) { group in
+          group.addTask {
+            await firstStep.wait()
+            return true
+          }
+          group.addTask {
+            try? await Task.sleep(until: deadline)
+            return false
+          }
+          let first = await group.next() ?? false
+          group.cancelAll()
+          return first
+        }
+      }) ?? false
+    guard release(after: stepped ? "the first control step" : "\(delay) after start") else { return }
+    guard stepped else { return }
+    try? await cancelWhenGracefulShutdown { try await Task.sleep(until: deadline) }
     _ = release(after: "\(delay) after start")
   }
 

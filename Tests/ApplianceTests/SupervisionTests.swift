@@ -172,23 +172,36 @@ struct StartupPagesReleaseTests {
 
   @Test("the service releases at the first step and again at the delay; without a step, once at the delay")
   func releasesWhen() async throws {
-    func moments(stepAfter: Duration?) async throws -> [String] {
-      let captured = CapturedLog()
-      let service = StartupPagesRelease(delay: .milliseconds(600), logger: captured.logger)
-      let run = Task { try await service.run() }
-      if let stepAfter {
-        try await Task.sleep(for: stepAfter)
-        service.firstStep.signal()
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(captured.all.count == 1, "released right after the first step")
-      }
-      try await run.value
-      return captured.all.filter { $0.message == "start-up code pages released" }.map {
-        "\($0.metadata["after"] ?? "")"
-      }
+    // The releases it makes, in order: the step's, then the delay's (not the kernel's,
+    // whose page-out of a whole test process is slow and would slow every other test).
+    let made = Mutex<[ContinuousClock.Instant]>([])
+    let captured = CapturedLog()
+    let pageOut: @Sendable () -> (Int, Int) = {
+      made.withLock { $0.append(.now) }
+      return (1, 0)
     }
-    #expect(try await moments(stepAfter: .milliseconds(100)) == ["the first control step", "0.6 seconds after start"])
-    #expect(try await moments(stepAfter: nil) == ["0.6 seconds after start"])
+    // A step long before the delay: released at once; a stop then ends the wait for the second.
+    let stepped = StartupPagesRelease(delay: .seconds(600), logger: captured.logger, pageOut: pageOut)
+    let run = Task { try await stepped.run() }
+    stepped.firstStep.signal()
+    let deadline = ContinuousClock.now + .seconds(30)
+    while made.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    #expect(made.withLock { $0.count } == 1, "released after the first step, not at the delay")
+    run.cancel()
+    try await run.value
+    #expect(made.withLock { $0.count } == 1, "no second release once stopped")
+    #expect(captured.all.map { "\($0.metadata["after"] ?? "")" } == ["the first control step"])
+    // No step by the delay: one release at the delay, and the service ends.
+    made.withLock { $0 = [] }
+    let started = ContinuousClock.now
+    let unstepped = StartupPagesRelease(delay: .milliseconds(300), logger: captured.logger, pageOut: pageOut)
+    try await unstepped.run()
+    let at = try #require(made.withLock { $0.first })
+    #expect(made.withLock { $0.count } == 1)
+    #expect(at - started >= .milliseconds(300))
+    #expect(captured.all.last.map { "\($0.metadata["after"] ?? "")" } == "0.3 seconds after start")
   }
 
   @Test("the first release waits for the first control step, and a stop ends the waits")

@@ -22,11 +22,19 @@ public struct StartupPagesRelease: Service, StepObserver {
   public var delay: Duration
   private let logger: Logger
   let firstStep: FirstStep
+  /// What a release does: (mappings asked, mappings refused). The kernel's, but for tests
+  /// of when it happens.
+  private let pageOut: @Sendable () -> (Int, Int)
 
   public init(delay: Duration = .seconds(60), logger: Logger) {
+    self.init(delay: delay, logger: logger, pageOut: { Self.pageOutFileMappings() })
+  }
+
+  init(delay: Duration, logger: Logger, pageOut: @escaping @Sendable () -> (Int, Int)) {
     self.delay = delay
     self.logger = logger
     self.firstStep = FirstStep()
+    self.pageOut = pageOut
   }
 
   /// Called on the control loop after each step; only the first one does anything.
@@ -64,7 +72,7 @@ public struct StartupPagesRelease: Service, StepObserver {
   private func release(after moment: String) -> Bool {
     guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return false }
     let before = Self.residentFileKiB()
-    let (asked, refused) = Self.pageOutFileMappings()
+    let (asked, refused) = pageOut()
     let after = Self.residentFileKiB()
     if asked > 0 && refused == asked {
       logger.debug("start-up code pages kept: this kernel has no MADV_PAGEOUT")

@@ -205,7 +205,6 @@ public final class CentralUploader: Service, Sendable {
       case .shrink(let maxRecords):
         shared.withLock { $0.maxRecords = maxRecords }
       case .wait(let seconds):
-        shared.withLock { $0.nextAttempt = Date().addingTimeInterval(seconds) }
         if policy.state != .unauthorized, Date().timeIntervalSince(lastBacklogLog) >= configuration.backlogLogSeconds {
           lastBacklogLog = Date()
           let oldest = counters.oldestUnuploadedMS.map { Date(timeIntervalSince1970: Double($0) / 1000) }
@@ -229,7 +228,11 @@ public final class CentralUploader: Service, Sendable {
     policy: UploadPolicy, backlog: Int64, lastWarned: inout String?
   ) {
     let detail = response.detail
-    set(policy.state, error: detail)
+    // The state, its error and the next attempt's time change together: a panel that
+    // reads between them must never see "offline" without when it tries again.
+    var retryAt: Date?
+    if case .wait(let seconds) = action { retryAt = Date().addingTimeInterval(seconds) }
+    set(policy.state, error: detail, nextAttempt: retryAt)
     let range = "\(batch.first)-\(batch.last)"
     let then: String
     switch action {
@@ -264,13 +267,14 @@ public final class CentralUploader: Service, Sendable {
     }
   }
 
-  private func set(_ state: UploadState, error: String? = nil) {
+  private func set(_ state: UploadState, error: String? = nil, nextAttempt: Date? = nil) {
     shared.withLock { s in
       if s.state != state {
         s.state = state
         s.since = Date()
       }
       if let error { s.lastError = error }
+      if let nextAttempt { s.nextAttempt = nextAttempt }
     }
   }
 

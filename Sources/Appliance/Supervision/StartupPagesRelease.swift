@@ -15,9 +15,8 @@ import Synchronization
 /// them now (`madvise(MADV_PAGEOUT)`, Linux 5.4 and later), twice: right after the first
 /// control step (start-up proper is over, so the appliance's RSS is soon what it needs)
 /// and once more `delay` after start, when the first upload, the broker connection and
-/// the panel's first messages have run too. Only clean pages still backed by their file
-/// are asked for: any that are needed again are read back from the file, and written
-/// pages (relocated data, variables) are never pushed to swap.
+/// the panel's first messages have run too. Only read-only file mappings are asked for:
+/// their pages are clean, and any that are needed again are read back from the file.
 public struct StartupPagesRelease: Service, StepObserver {
   public var delay: Duration
   private let logger: Logger
@@ -89,86 +88,52 @@ public struct StartupPagesRelease: Service, StepObserver {
     return true
   }
 
-  /// A file mapping of this process: code and constant data, or a private writable
-  /// mapping (a binary's data segment) whose unwritten pages are still the file's.
+  /// A read-only mapping of a file: code and constant data, never written. (Of a private
+  /// writable mapping, such as the binary's data segment, the kernel pages out nothing,
+  /// not even the pages never written: tried on Linux 6.18.)
   struct FileMapping: Equatable {
     var start: UInt
     var length: Int
-    var writable: Bool
+    var path: String
   }
 
-  /// Mappings of files, from /proc/self/maps. Shared writable ones (another process
-  /// may be writing them) are left alone.
+  /// Read-only mappings of files, from /proc/self/maps.
   static func fileMappings(_ maps: String) -> [FileMapping] {
     maps.split(separator: "\n").compactMap { line in
       let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-      guard fields.count >= 6, fields[5].hasPrefix("/") else { return nil }
-      let permissions = fields[1]
-      let writable = permissions.contains("w")
-      if writable && permissions.contains("s") { return nil }
+      guard fields.count >= 6, fields[5].hasPrefix("/"), !fields[1].contains("w") else { return nil }
       let range = fields[0].split(separator: "-")
       guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start
       else { return nil }
-      return FileMapping(start: start, length: Int(end - start), writable: writable)
+      // (A path with spaces is several fields; it is the rest of the line.)
+      return FileMapping(start: start, length: Int(end - start), path: fields[5...].joined(separator: " "))
     }
   }
 
-  /// The runs of pages, as (first page, count), that are resident and still the file's,
-  /// from pagemap entries (one 64-bit word per page: bit 63 present, bit 61 a file page;
-  /// a private page once written is anonymous).
-  static func fileBackedRuns(_ entries: [UInt64]) -> [(first: Int, count: Int)] {
-    var runs: [(first: Int, count: Int)] = []
-    var start: Int?
-    for (index, entry) in entries.enumerated() {
-      let fileBacked = entry & (1 << 63) != 0 && entry & (1 << 61) != 0
-      if fileBacked, start == nil { start = index }
-      if !fileBacked, let first = start {
-        runs.append((first, index - first))
-        start = nil
-      }
-    }
-    if let first = start { runs.append((first, entries.count - first)) }
-    return runs
-  }
-
-  /// (mappings asked, mappings the kernel refused).
-  static func pageOutFileMappings() -> (Int, Int) {
-    guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return (0, 0) }
-    let mappings = fileMappings(maps)
-    let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-    let pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-    defer { if pagemap >= 0 { close(pagemap) } }
+  /// (mappings asked, mappings the kernel refused); of one file's mappings only, if given
+  /// (for tests).
+  static func pageOutFileMappings(of file: String? = nil) -> (Int, Int) {
+    guard let maps = procFile("/proc/self/maps") else { return (0, 0) }
+    let mappings = fileMappings(maps).filter { file == nil || $0.path == file }
     var refused = 0
     for m in mappings {
-      var ranges: [(start: UInt, length: Int)] = [(m.start, m.length)]
-      if m.writable {
-        // Only the pages pagemap says are still the file's; without pagemap, none.
-        guard pagemap >= 0, let entries = pagemapEntries(pagemap, start: m.start, pages: m.length / pageSize) else {
-          continue
-        }
-        ranges = fileBackedRuns(entries).map { (m.start + UInt($0.first * pageSize), $0.count * pageSize) }
-      }
-      var ok = true
-      for r in ranges where madvise(UnsafeMutableRawPointer(bitPattern: r.start), r.length, 21 /* MADV_PAGEOUT */) != 0
-      {
-        ok = false
-      }
-      if !ok { refused += 1 }
+      if madvise(UnsafeMutableRawPointer(bitPattern: m.start), m.length, 21 /* MADV_PAGEOUT */) != 0 { refused += 1 }
     }
     return (mappings.count, refused)
   }
 
-  private static func pagemapEntries(_ fd: Int32, start: UInt, pages: Int) -> [UInt64]? {
-    guard pages > 0 else { return [] }
-    let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
-    var entries = [UInt64](repeating: 0, count: pages)
-    let wanted = pages * MemoryLayout<UInt64>.size
-    let got = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(start / pageSize) * 8) }
-    return got == wanted ? entries : nil
+  /// A /proc file whole. `String(contentsOfFile:)` goes by the size stat gives, which is
+  /// 0 there: it makes one read of 4 KiB, and /proc/self/maps is longer (the appliance's
+  /// has some 150 lines), so the mappings after the first 4 KiB were never seen.
+  static func procFile(_ path: String) -> String? {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+    defer { try? handle.close() }
+    guard let data = try? handle.readToEnd() else { return nil }
+    return String(decoding: data, as: UTF8.self)
   }
 
   static func residentFileKiB() -> Int? {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    guard let status = procFile("/proc/self/status") else { return nil }
     for line in status.split(separator: "\n") where line.hasPrefix("RssFile:") {
       return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
     }

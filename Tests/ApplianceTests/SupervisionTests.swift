@@ -297,11 +297,6 @@ struct MallocTuningTests {
     #expect(held - after >= freed / 2, "freeing half the blocks gave them back to the kernel")
   }
 
-  static func anonymousKiB() -> Int? {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-    for line in status.split(separator: "\n") where line.hasPrefix("RssAnon:") {
-      return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
-    }
-    return nil
-  }
+  static func anonymousKiB() -> Int? { StartupPagesRelease.statusKiB("RssAnon:") }
+
 }

@@ -132,9 +132,12 @@ public struct StartupPagesRelease: Service, StepObserver {
     return String(decoding: data, as: UTF8.self)
   }
 
-  static func residentFileKiB() -> Int? {
+  static func residentFileKiB() -> Int? { statusKiB("RssFile:") }
+
+  /// A KiB figure of /proc/self/status, such as "RssFile:" or "RssAnon:".
+  static func statusKiB(_ field: String) -> Int? {
     guard let status = procFile("/proc/self/status") else { return nil }
-    for line in status.split(separator: "\n") where line.hasPrefix("RssFile:") {
+    for line in status.split(separator: "\n") where line.hasPrefix(field) {
       return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
     }
     return nil
@@ -144,10 +147,15 @@ public struct StartupPagesRelease: Service, StepObserver {
   final class FirstStep: Sendable {
     private let state = Mutex<(done: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
 
-    func signal() {
+    func signal() { resumeWaiter(markingDone: true) }
+
+    /// Hands the waiter, if any, its resumption outside the lock.
+    private func resumeWaiter(markingDone: Bool) {
       let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-        guard !s.done else { return nil }
-        s.done = true
+        if markingDone {
+          guard !s.done else { return nil }
+          s.done = true
+        }
         defer { s.waiter = nil }
         return s.waiter
       }
@@ -166,16 +174,8 @@ public struct StartupPagesRelease: Service, StepObserver {
           if resumeNow { continuation.resume() }
         }
       } onCancel: {
-        signalCancelled()
+        resumeWaiter(markingDone: false)
       }
-    }
-
-    private func signalCancelled() {
-      let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-        defer { s.waiter = nil }
-        return s.waiter
-      }
-      waiter?.resume()
     }
   }
 }

@@ -64,6 +64,11 @@ let package = Package(
     // OCPP 2.1 / 2.0.1 as data: OCPP-J frames, the official JSON schemas (from the Open
     // Charge Alliance, shipped unmodified under Schemas/) and a validator for them. No I/O.
     .target(name: "OCPP", resources: [.copy("Schemas")]),
+    // OpenADR 2.0b (profile B) as data: VTN documents in, typed values out; typed values in,
+    // the VEN's documents out (docs/openadr-study.md). No I/O. Foundation and FoundationXML
+    // only: FoundationXML's XMLParser is the toolchain's own namespace-aware parser (it links
+    // Debian's libxml2, libxml2-dev at build time), so no package is added for XML.
+    .target(name: "OpenADR"),
     // The chargers behind one small interface (`Charger`), with drivers for OCPP (a CSMS
     // endpoint on SwiftNIO's WebSocket, optionally a Local Controller for an upstream CSMS
     // through Hummingbird's WebSocket client), MQTT adapters and the simulated plant.
@@ -161,6 +166,7 @@ let package = Package(
     .testTarget(name: "GPIOTests", dependencies: ["GPIO"]),
     .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "SiteModel"]),
     .testTarget(name: "OCPPTests", dependencies: ["OCPP"]),
+    .testTarget(name: "OpenADRTests", dependencies: ["OpenADR"]),
     .testTarget(
       name: "ChargersTests",
       dependencies: ["Chargers", "OCPP", "SiteModel", "MQTT", .product(name: "Logging", package: "swift-log")]

@@ -111,6 +111,21 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
     ),
+    // The OpenADR 2.0b VEN (profile B, simpleHttp pull): the event book (pure), the
+    // registration/poll/answer/report sequence, and the VTN over AsyncHTTPClient with a TLS
+    // client certificate. The XML is the OpenADR target's.
+    .target(
+      name: "VEN",
+      dependencies: [
+        "OpenADR",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
     // The kernel's word on the system clock (adjtimex): a Raspberry Pi has no real-time
     // clock, so the appliance waits for NTP before it keeps time by the wall clock.
     .target(name: "CClockStatus"),
@@ -119,6 +134,7 @@ let package = Package(
       name: "Appliance",
       dependencies: [
         "SiteModel", "Control", "SiteFiles", "MQTT", "Store", "CentralUpload", "GPIO", "Chargers", "CClockStatus",
+        "VEN",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -141,7 +157,7 @@ let package = Package(
       name: "microgrid-edge",
       dependencies: [
         "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "CentralUpload",
-        "GPIO", "Chargers", "Provisioning",
+        "GPIO", "Chargers", "Provisioning", "VEN",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -179,6 +195,10 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
+    ),
+    .testTarget(
+      name: "VENTests",
+      dependencies: ["VEN", "OpenADR", .product(name: "Logging", package: "swift-log")]
     ),
     .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control", "TestKit"]),
     .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),

@@ -136,6 +136,47 @@ public final class VEN: Service, Sendable {
     return result
   }
 
+  // MARK: - Leaving
+
+  /// Cancels the VEN's registration with the VTN (oadrCancelPartyRegistration), for a site
+  /// that leaves the program or moves to another VTN. The events already known are kept
+  /// until they end; the next start registers afresh. Returns what to tell the person.
+  public func leave() async -> Result<String, VENCommandError> {
+    guard let registration = inner.withLock({ $0.state.registration }) else {
+      return .failure(VENCommandError("the VEN is not registered with a VTN; nothing to cancel"))
+    }
+    let body = VENMessage.cancelPartyRegistration(
+      requestID: requestID(), registrationID: registration.registrationID, venID: registration.venID)
+    guard let answer = await exchange(.registerParty, body, what: "oadrCancelPartyRegistration") else {
+      return .failure(
+        VENCommandError(
+          "the VTN could not be reached, so the registration stands: \(status.lastError ?? "no answer")"))
+    }
+    switch answer {
+    case .canceledPartyRegistration(let c) where c.response.code == 200:
+      break
+    case .response(let r) where r.code == 200:
+      break
+    case .canceledPartyRegistration(let c):
+      return .failure(VENCommandError("the VTN refused: \(c.response.code) \(c.response.description ?? "")"))
+    case .response(let r):
+      return .failure(VENCommandError("the VTN refused: \(r.code) \(r.description ?? "")"))
+    default:
+      return .failure(VENCommandError("the VTN answered \(answer.messageName)"))
+    }
+    let state = inner.withLock { s -> VENState in
+      s.state.registration = nil
+      s.state.reports = []
+      s.state.reportsRegistered = false
+      return s.state
+    }
+    host.stateChanged(state)
+    logger.notice("OpenADR: registration \(registration.registrationID) cancelled with the VTN")
+    host.record("openadr_unregistered", [("ven_id", registration.venID)])
+    return .success(
+      "registration \(registration.registrationID) of VEN \(registration.venID) cancelled with the VTN")
+  }
+
   // MARK: - Service
 
   public func run() async throws {

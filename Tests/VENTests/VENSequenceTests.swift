@@ -34,6 +34,7 @@ struct VENSequenceTests {
     static let messages = [
       "oadrQueryRegistration", "oadrCreatePartyRegistration", "oadrRegisterReport", "oadrCreatedReport",
       "oadrUpdateReport", "oadrPoll", "oadrCreatedEvent", "oadrResponse", "oadrCanceledPartyRegistration",
+      "oadrCancelPartyRegistration",
     ]
 
     func post(_ service: VTNService, body: [UInt8]) async throws(VTNTransportError) -> [UInt8] {
@@ -167,6 +168,27 @@ struct VENSequenceTests {
     #expect(update.contains(">110.0<") && update.contains(">70.0<"), "\(update)")
     #expect(update.contains(VEN.gridImportRID) && !update.contains(VEN.deliveredRID))
     #expect(ven.state.reports.first?.sentThrough == start + 4)
+  }
+
+  @Test func leavingCancelsTheRegistrationAndKeepsTheEvents() async {
+    var answers = Self.normalVTN
+    answers["oadrCancelPartyRegistration"] = [Self.sample("oadrCanceledPartyRegistration.xml")]
+    let vtn = ScriptedVTN(answers)
+    let host = Host()
+    let ven = ven(vtn, host)
+    _ = await ven.round()
+    guard case .success(let text) = await ven.leave() else {
+      Issue.record("the VTN's confirmation was not taken")
+      return
+    }
+    #expect(text.contains("reg-0102eb92"))
+    #expect(vtn.order.last == "oadrCancelPartyRegistration")
+    #expect(ven.state.registration == nil && ven.state.book.entries.count == 1)
+    #expect(host.last?.registration == nil, "kept so")
+    guard case .failure = await ven.leave() else {
+      Issue.record("left twice")
+      return
+    }
   }
 
   @Test func aRefusedRegistrationRaisesTheAlarmAndIsTriedAgainLater() async {

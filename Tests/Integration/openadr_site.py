@@ -12,8 +12,8 @@ No pytest at import. What runs, per OpenADRSite:
   backend);
 - the daemon on rootfs-overlay/etc/microgrid-edge/site.yaml, changed only by environment
   overrides: FieldRun's (addresses, ports, paths, 1-minute demand intervals) plus the whole
-  `openadr:` section (MGE_OPENADR__…), poll_seconds 1 and plain http:// allowed by
-  MICROGRID_EDGE_TEST_OPENADR_PLAIN_HTTP=1 unless the VTN is on TLS.
+  `openadr:` section (MGE_OPENADR__…), with poll_seconds 1 and plain http:// allowed by
+  MICROGRID_EDGE_TEST_OPENADR_PLAIN_HTTP=1 (set on TLS too, for the 1 s polls).
 
     vtn = VTNProcess(tmp / "vtn", report_granularity=5)
     site = OpenADRSite(tmp, vtn)                     # building=True: the emulated school
@@ -359,12 +359,13 @@ class OpenADRSite(FieldRun):
     which is the VTN's, and poll_seconds 1), as MGE_OPENADR__<KEY> overrides. building=False:
     no emulator (no meter, no chargers, the GPIO backend as shipped, so absent)."""
 
-    def __init__(self, directory, vtn, building=True, openadr=None, plain_http=None, extra_env=None):
+    def __init__(self, directory, vtn, building=True, openadr=None, test_variable=True, extra_env=None):
         super().__init__(directory, outage=None)
         self.vtn = vtn
         self.building = building
         self.openadr = {"poll_seconds": 1, "ven_name": "example-school-ven", **(openadr or {})}
-        self.plain_http = (vtn.tls is None) if plain_http is None else plain_http
+        # The test variable allows plain http:// and polls under 10 s: set on TLS too.
+        self.test_variable = test_variable
         self.extra_env = dict(extra_env or {})
         self.daemons = []
 
@@ -377,7 +378,7 @@ class OpenADRSite(FieldRun):
         for key, value in self.openadr.items():
             if value is not None:
                 env[f"MGE_OPENADR__{key.upper()}"] = str(value)
-        if self.plain_http:
+        if self.test_variable:
             env[PLAIN_HTTP_VARIABLE] = "1"
         env.update({k: str(v) for k, v in self.extra_env.items()})
         return env
@@ -422,7 +423,14 @@ class OpenADRSite(FieldRun):
             if since_time is not None and parse_utc(state["time"]) < since_time:
                 return False
             return predicate(state)
-        return self.panel.wait_state(check, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.panel.wait_state(check, min(1.0, max(0.0, deadline - time.monotonic())))
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            if self.daemon is not None and not self.daemon.running:
+                raise AssertionError(f"the daemon exited (status {self.daemon.proc.returncode}):\n"
+                                     f"{self.daemon.stderr()[-2000:]}")
 
     def wait_link(self, link, timeout, since_time=None):
         return self.wait_state(lambda s: self.openadr_of(s).get("link") == link, timeout, since_time)

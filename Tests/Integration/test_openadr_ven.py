@@ -10,21 +10,23 @@ time, so side by side they take as long as the longest); each test then judges w
 scenario saw (the VTN's records, the panel states, the daemon's log, the building's truth
 log):
 
-- `announced` (about 2 min 10 s; the emulated school): registration; six events at once
-  (SIMPLE level 2 with 40 s notice for 90 s, far-off ones to opt out of, modify and
+- `announced` (about 1 min 55 s; the emulated school): registration; six events at once
+  (SIMPLE level 2 with 40 s notice for 90 s, far-off ones to opt out of, to modify and to
   randomise, one too long and one too far ahead); staff's opt-out and opt-in; the main
   event runs 45 s with the buses discharging and the telemetry reports at 5 s, then the
   VTN cancels it; then pause_v2x / resume_v2x; the records at the central receiver.
-- `vtn_down` (about 2 min; the emulated school): the VTN down at start, then up; an event
-  during which the VTN goes down again; the silence alarm (silence_alarm_minutes 0.2); a
-  restart of the daemon with the VTN down, in the middle of the event.
+- `vtn_down` (about 1 min 40 s; the emulated school): the VTN down at start, then up; an
+  event during which the VTN goes down again; the silence alarm (silence_alarm_minutes
+  0.2); a restart of the daemon with the VTN down, in the middle of the event.
 - `tls` (about 20 s; no building): the VTN on TLS with client certificates made with
   openssl; one daemon with the VEN's certificate, one with a certificate from another CA.
-- `hostile` (about 1 min; no building): a report request (oadrCreateReport), then every
-  hostile answer the peer makes, one poll each, then a normal event.
+- `refused` (about 10 s; no building): a VTN that refuses every registration.
+- `hostile` (about 50 s; no building, a meter on MQTT): a report request (oadrCreateReport),
+  then each hostile answer the peer makes, one poll each, then a normal event, then the
+  VTN cancels the registration.
 
-Plus check-config runs (a second each). The whole file takes about 2 min 30 s of wall
-time (scripts/test runs it beside the other integration tests).
+Plus check-config runs (a second each). The whole file takes about 2 min 5 s of wall time
+(two cores; scripts/test runs it beside the other integration tests).
 """
 import re
 import threading
@@ -66,6 +68,16 @@ HOSTILE_ERRORS = {
     "external-entity": r"oadrPoll: .*(DOCTYPE|entit)",
     "slow": r"oadrPoll: .*(timed out|timeout)",
 }
+
+
+# Known VEN bugs (reported to the lead; strict: the marker goes once the VEN is fixed).
+CONTENT_TYPE_BUG = ("VEN bug: HTTPVTNTransport.post never looks at the answer's Content-Type, so a "
+                    "text/html answer is taken as OpenADR without a word in the log")
+REPORT_BUG = ("VEN bug: every oadrUpdateReport puts all three rIDs in one interval, which openleadr "
+              "0.5.36 refuses with HTTP 500 once it asked for the report at registration "
+              "(report_service.update_report groups intervals by report_payload.r_id); and after a "
+              "refused update VEN.sendReports keeps sentThrough, so every poll re-sends the whole "
+              "backlog since the request (104 updates in 105 s, growing to 22 intervals)")
 
 
 # ----------------------------------------------------------------------------- scenarios
@@ -493,7 +505,7 @@ def test_it_polls_again_at_once_after_a_non_empty_answer(announced):
     assert gaps and any(t == "oadrDistributeEvent" for t, _ in gaps), gaps
     # The answer to the distribution (oadrCreatedEvent) comes in between; well under the
     # one-second poll interval in all.
-    assert all(gap < 0.7 for _, gap in gaps), gaps
+    assert all(gap < 0.8 for _, gap in gaps), gaps
 
 
 def test_a_vtn_that_refuses_the_registration_raises_the_registration_alarm(refused):
@@ -556,6 +568,7 @@ def test_during_the_event_the_buses_discharge_and_the_reports_say_so(announced):
     assert abs(delivered + charger) < max(15, 0.2 * abs(charger)), (delivered, charger)
 
 
+@pytest.mark.xfail(strict=True, reason=REPORT_BUG)
 def test_the_vtn_accepts_the_reports_each_interval_once_every_report_back_duration(announced):
     """The VTN asked at registration for TELEMETRY_USAGE at 5 s granularity, reportBackDuration
     5 s: an oadrUpdateReport about every 5 s, each one the VTN takes (oadrUpdatedReport),
@@ -789,7 +802,8 @@ def test_check_config_refuses_openadr_with_a_simulated_plant(tmp_path):
 
 # ----------------------------------------------------------------------------- a hostile VTN
 
-@pytest.mark.parametrize("kind", HOSTILE)
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=CONTENT_TYPE_BUG))
+                                  if k == "wrong-content-type" else k for k in HOSTILE])
 def test_a_hostile_answer_is_logged_and_the_ven_carries_on(hostile, kind):
     outcomes = hostile.need("hostile")
     if kind not in outcomes:

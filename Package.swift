@@ -64,6 +64,11 @@ let package = Package(
     // OCPP 2.1 / 2.0.1 as data: OCPP-J frames, the official JSON schemas (from the Open
     // Charge Alliance, shipped unmodified under Schemas/) and a validator for them. No I/O.
     .target(name: "OCPP", resources: [.copy("Schemas")]),
+    // OpenADR 2.0b (profile B) as data: VTN documents in, typed values out; typed values in,
+    // the VEN's documents out (docs/openadr-study.md). No I/O. Foundation and FoundationXML
+    // only: FoundationXML's XMLParser is the toolchain's own namespace-aware parser (it links
+    // Debian's libxml2, libxml2-dev at build time), so no package is added for XML.
+    .target(name: "OpenADR"),
     // The chargers behind one small interface (`Charger`), with drivers for OCPP (a CSMS
     // endpoint on SwiftNIO's WebSocket, optionally a Local Controller for an upstream CSMS
     // through Hummingbird's WebSocket client), MQTT adapters and the simulated plant.
@@ -106,6 +111,21 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
     ),
+    // The OpenADR 2.0b VEN (profile B, simpleHttp pull): the event book (pure), the
+    // registration/poll/answer/report sequence, and the VTN over AsyncHTTPClient with a TLS
+    // client certificate. The XML is the OpenADR target's.
+    .target(
+      name: "VEN",
+      dependencies: [
+        "OpenADR",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
     // The kernel's word on the system clock (adjtimex): a Raspberry Pi has no real-time
     // clock, so the appliance waits for NTP before it keeps time by the wall clock.
     .target(name: "CClockStatus"),
@@ -114,6 +134,7 @@ let package = Package(
       name: "Appliance",
       dependencies: [
         "SiteModel", "Control", "SiteFiles", "MQTT", "Store", "CentralUpload", "GPIO", "Chargers", "CClockStatus",
+        "VEN",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -136,7 +157,7 @@ let package = Package(
       name: "microgrid-edge",
       dependencies: [
         "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "CentralUpload",
-        "GPIO", "Chargers", "Provisioning",
+        "GPIO", "Chargers", "Provisioning", "VEN",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -161,6 +182,7 @@ let package = Package(
     .testTarget(name: "GPIOTests", dependencies: ["GPIO"]),
     .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "SiteModel"]),
     .testTarget(name: "OCPPTests", dependencies: ["OCPP"]),
+    .testTarget(name: "OpenADRTests", dependencies: ["OpenADR"]),
     .testTarget(
       name: "ChargersTests",
       dependencies: ["Chargers", "OCPP", "SiteModel", "MQTT", .product(name: "Logging", package: "swift-log")]
@@ -173,6 +195,10 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
+    ),
+    .testTarget(
+      name: "VENTests",
+      dependencies: ["VEN", "OpenADR", .product(name: "Logging", package: "swift-log")]
     ),
     .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control", "TestKit"]),
     .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),

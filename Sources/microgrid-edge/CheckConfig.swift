@@ -101,6 +101,19 @@ struct CheckConfig: ParsableCommand {
       } else if c.store != nil {
         print("  upload: none (no central: section)")
       }
+      if let openADR = c.openADR {
+        let tls =
+          openADR.certificateFile.map {
+            "TLS client certificate \($0)" + (openADR.caFile.map { ", VTN CA \($0)" } ?? "")
+          }
+          ?? "plain HTTP (tests only)"
+        print(
+          "  openadr: VEN \(openADR.venName ?? "?") of \(openADR.vtnURL), polled every \(openADR.pollSeconds) s; \(tls)"
+        )
+        for problem in openADR.fileProblems() { print("  WARNING: \(problem)") }
+      } else {
+        print("  openadr: none (no openadr: section; events come from panels only)")
+      }
     }
   }
 

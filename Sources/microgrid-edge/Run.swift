@@ -11,6 +11,7 @@ import SimulatedSite
 import SiteModel
 import Simulation
 import Store
+import VEN
 
 struct Run: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -257,10 +258,20 @@ struct Run: AsyncParsableCommand {
         logger.info("grid import from \(order.joined(separator: ", then "))")
       }
     }
+    // The utility's demand-response events over OpenADR 2.0b: the VEN, and its link into
+    // the appliance (events into the controller's list, telemetry out for the reports).
+    let openADR = configuration.openADR.map { section in
+      Self.openADR(
+        section, status: status, state: state, recorder: recording?.recorder, site: configuration.site,
+        logger: logger)
+    }
     // Gives back start-up's file pages after the first step, and again a minute in.
     let startupPages = StartupPagesRelease(logger: logger)
-    let observers: [any StepObserver] =
-      [status] + (panel.map { [$0] } ?? []) + (recording.map { [$0.recorder] } ?? []) + [startupPages]
+    var observers: [any StepObserver] = [status]
+    if let panel { observers.append(panel) }
+    if let recording { observers.append(recording.recorder) }
+    if let openADR { observers.append(openADR.link) }
+    observers.append(startupPages)
     // systemd's supervision (Type=notify, WatchdogSec=): the loop itself says it is alive.
     let supervisor = Self.supervisor(status: status, logger: logger)
     // The Prometheus endpoint reads the same status the panel publishes.
@@ -300,6 +311,7 @@ struct Run: AsyncParsableCommand {
     if let endpoint = chargers.endpoint { services.append(.init(service: endpoint)) }
     services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup))
     if let panel { services.append(.init(service: panel)) }
+    if let openADR { services.append(.init(service: openADR.ven)) }
     if let metrics, let section = configuration.metrics {
       services.append(
         .init(
@@ -349,6 +361,28 @@ struct Run: AsyncParsableCommand {
     return ApplianceMetrics(
       site: configuration.site, version: MicrogridEdge.configuration.version, connections: connections,
       view: { status.view }, inputErrors: inputErrors)
+  }
+
+  /// The VEN and its link.
+  static func openADR(
+    _ section: OpenADRSection, status: SiteStatus, state: SiteState?, recorder: Recorder?, site: SiteDescription,
+    logger: Logger
+  ) -> (ven: VEN, link: OpenADRLink) {
+    // TLS files not in place yet are read again at each attempt: the VEN says why it
+    // cannot reach the VTN until they are.
+    for problem in section.fileProblems() { logger.warning("configuration: \(problem)") }
+    let transport = HTTPVTNTransport(section.transportConfiguration)
+    let link = OpenADRLink(status: status, state: state, recorder: recorder, site: site, logger: logger)
+    let ven = VEN(
+      configuration: section.venConfiguration, transport: transport, host: link, restored: link.restored,
+      wake: StepTrigger(), logger: logger)
+    link.attach(ven)
+    logger.info(
+      "OpenADR VEN",
+      metadata: [
+        "vtn": "\(section.vtnURL)", "ven_name": "\(section.venName ?? "-")", "poll_s": "\(section.pollSeconds)",
+      ])
+    return (ven, link)
   }
 
   /// The watchdog and status for systemd, when it started the appliance (NOTIFY_SOCKET).

@@ -38,6 +38,8 @@ public struct SiteConfiguration: Sendable {
   public var mqttChargers: [MQTTChargerSpec] = []
   /// The Prometheus endpoint (nil: none).
   public var metrics: MetricsSection?
+  /// The appliance as an OpenADR 2.0b VEN of the utility's VTN (nil: none).
+  public var openADR: OpenADRSection?
   /// The file it came from.
   public var source: String
 
@@ -122,10 +124,11 @@ struct ConfigurationFileImage: Codable {
   var ocpp: OCPPSection?
   var mqttChargers: [MQTTChargerSpec]?
   var metrics: MetricsSection?
+  var openadr: OpenADRSection?
 
   enum CodingKeys: String, CodingKey {
     case site, tariff, chargers, vehicles, control, plant, logging, mqtt, meters, store, central, gpio, utility, ocpp,
-      time, billing, state, metrics
+      time, billing, state, metrics, openadr
     case vehicleDefaults = "vehicle_defaults"
     case demandIntervalMinutes = "demand_interval_minutes"
     case mqttChargers = "mqtt_chargers"
@@ -246,6 +249,13 @@ public enum SiteConfigurationFile {
     configuration.billing = try (image.billing ?? BillingSection()).validated(document: document)
     configuration.state = try image.state?.validated(document: document, base: base)
     configuration.metrics = try image.metrics?.validated(document: document)
+    configuration.openADR = try image.openadr?.validated(
+      document: document, siteName: site.name, base: base, environment: environment)
+    if configuration.openADR != nil && plant != nil {
+      throw document.error(
+        at: ["openadr"],
+        "the VTN's events are on the wall clock: the VEN runs at the field site only (leave plant: out)")
+    }
     configuration.vehicleDefaults = try (image.vehicleDefaults ?? VehicleDefaultsSection()).validated(
       document: document, site: site)
     if plant == nil {

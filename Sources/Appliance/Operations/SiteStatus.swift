@@ -12,12 +12,17 @@ public enum PanelCommand: Sendable, Hashable {
   case acknowledgeAlarm(String)
   /// The utility's own reading of the billing period's peak, when it differs from ours.
   case setPeriodPeak(kW: Double)
+  /// Staff opt out of an event the utility's VTN sent (OpenADR), or back in.
+  case optOutEvent(id: String, reason: String?)
+  case optInEvent(id: String)
 
   public var name: String {
     switch self {
     case .control(let c): c.name
     case .acknowledgeAlarm: "acknowledge_alarm"
     case .setPeriodPeak: "set_period_peak"
+    case .optOutEvent: "opt_out_event"
+    case .optInEvent: "opt_in_event"
     }
   }
 }
@@ -33,7 +38,61 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     public var commandsHandled: Int
     /// The outbox and the upload (nil: the appliance keeps no records).
     public var records: RecordsView?
+    /// The OpenADR VEN's link and events (nil: no VEN).
+    public var openADR: OpenADRView?
   }
+
+  /// What panels see of the VEN: its link with the VTN and the events it sent.
+  public struct OpenADRView: Sendable {
+    public var link: String
+    public var venID: String?
+    public var vtnID: String?
+    public var lastContact: Date?
+    public var lastError: String?
+    public var events: [Event]
+
+    public struct Event: Sendable {
+      public var id: String
+      public var modificationNumber: Int
+      public var status: String
+      public var start: Date
+      public var end: Date
+      public var opt: String
+      public var reason: String?
+      public var asks: String
+      public var requestedKW: Double?
+      public var testEvent: Bool
+    }
+
+    public init(
+      link: String, venID: String?, vtnID: String?, lastContact: Date?, lastError: String?, events: [Event]
+    ) {
+      self.link = link
+      self.venID = venID
+      self.vtnID = vtnID
+      self.lastContact = lastContact
+      self.lastError = lastError
+      self.events = events
+    }
+  }
+
+  /// An event the VTN sent, as the controller follows it: on the wall clock (UTC seconds).
+  public struct UtilityEvent: Sendable, Hashable {
+    public var id: String
+    public var notifyUTC: Double
+    public var startUTC: Double
+    public var endUTC: Double
+    public init(id: String, notifyUTC: Double, startUTC: Double, endUTC: Double) {
+      self.id = id
+      self.notifyUTC = notifyUTC
+      self.startUTC = startUTC
+      self.endUTC = endUTC
+    }
+  }
+
+  /// How staff's opt-outs reach the VEN: (event id, opt out with this reason, or nil
+  /// to opt back in, by whom) → the outcome.
+  public typealias OpenADROpt = @Sendable (_ id: String, _ optOut: String?, _ by: String) -> OperatorOverrides.Outcome
 
   private struct Inner {
     var overrides = OperatorOverrides()
@@ -42,6 +101,8 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     var commandsHandled = 0
     var siteIOFailing = false
     var records: RecordsView?
+    var openADR: OpenADRView?
+    var utilityEvents: [UtilityEvent] = []
   }
 
   public let site: SiteDescription
@@ -56,6 +117,8 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
   public let state: SiteState?
   /// The field site's demand meter, for `set_period_peak` (nil: a simulated plant).
   private let periodPeak = Mutex<(@Sendable (Double) -> OperatorOverrides.Outcome)?>(nil)
+  /// The OpenADR VEN, for `opt_out_event` and `opt_in_event` (nil: no VEN).
+  private let openADROpt = Mutex<OpenADROpt?>(nil)
 
   public init(
     site: SiteDescription, meters: MeterInputs?, enterServiceDelaySeconds: Double = 300, recorder: Recorder? = nil,
@@ -99,11 +162,25 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     periodPeak.withLock { $0 = set }
   }
 
+  /// Connects `opt_out_event` and `opt_in_event` to the VEN.
+  public func connectOpenADR(_ opt: @escaping OpenADROpt) {
+    openADROpt.withLock { $0 = opt }
+  }
+
+  /// The VEN's events the site follows now (replacing the ones it gave before), and what
+  /// panels show of it.
+  public func updateOpenADR(events: [UtilityEvent], view: OpenADRView) {
+    inner.withLock {
+      $0.utilityEvents = events
+      $0.openADR = view
+    }
+  }
+
   public var view: View {
     inner.withLock {
       View(
         overrides: $0.overrides, alarms: $0.alarms.listed, last: $0.last, commandsHandled: $0.commandsHandled,
-        records: $0.records)
+        records: $0.records, openADR: $0.openADR)
     }
   }
 
@@ -113,8 +190,21 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
   // MARK: - Control loop side
 
   public func overlay(_ snapshot: inout Snapshot) {
-    let overrides = inner.withLock { $0.overrides }
+    let (overrides, utility) = inner.withLock { ($0.overrides, $0.utilityEvents) }
     overrides.overlay(&snapshot)
+    Self.overlay(utility, on: &snapshot)
+  }
+
+  /// The VTN's events join the same list as the ones staff announce, converted from the
+  /// wall clock onto the snapshot's timeline; nothing starts by a clock not known right.
+  static func overlay(_ events: [UtilityEvent], on s: inout Snapshot) {
+    guard !events.isEmpty, let utc = s.utcSeconds, !s.wallClockUnsynchronized else { return }
+    for e in events.sorted(by: { $0.startUTC < $1.startUTC }) where !s.events.contains(where: { $0.id == e.id }) {
+      s.events.append(
+        DemandResponseEvent(
+          id: e.id, notifyTime: s.time + min(0, e.notifyUTC - utc), startTime: s.time + (e.startUTC - utc),
+          endTime: s.time + (e.endUTC - utc)))
+    }
   }
 
   public func observe(_ step: StepRecord) {
@@ -213,6 +303,14 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
 
   /// Checks and carries out a command; the outcome is what the panel is told.
   public func execute(_ command: PanelCommand, by user: String) -> OperatorOverrides.Outcome {
+    switch command {
+    case .optOutEvent(let id, let reason): return openADR(id, optOut: reason ?? "no reason given", by: user)
+    case .optInEvent(let id): return openADR(id, optOut: nil, by: user)
+    case .control(.cancelEvent(let id)) where isUtilityEvent(id):
+      inner.withLock { $0.commandsHandled += 1 }
+      return .refused("event \(id) came from the utility's VTN (OpenADR); opt out of it with opt_out_event")
+    default: break
+    }
     if case .setPeriodPeak(let kW) = command {
       inner.withLock { $0.commandsHandled += 1 }
       guard let set = periodPeak.withLock({ $0 }) else {
@@ -226,7 +324,7 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
       s.commandsHandled += 1
       defer { if changed != nil { changes = noteUnkept(&s, at: Date()) } }
       switch command {
-      case .setPeriodPeak: return .refused("unreachable")
+      case .setPeriodPeak, .optOutEvent, .optInEvent: return .refused("unreachable")
       case .control(let c):
         let before = s.overrides
         let outcome = s.overrides.apply(
@@ -256,6 +354,22 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
       return .applied(text + " (kept in memory only: a restart drops it)")
     }
     return outcome
+  }
+
+  private func openADR(_ id: String, optOut: String?, by user: String) -> OperatorOverrides.Outcome {
+    inner.withLock { $0.commandsHandled += 1 }
+    guard let opt = openADROpt.withLock({ $0 }) else {
+      return .refused(
+        "the appliance has no OpenADR VEN (no openadr: section); events staff announce are cancelled with cancel_event")
+    }
+    return opt(id, optOut, user)
+  }
+
+  private func isUtilityEvent(_ id: String) -> Bool {
+    inner.withLock { s in
+      s.overrides.events[id] == nil
+        && (s.openADR?.events.contains { $0.id == id } ?? false || s.utilityEvents.contains { $0.id == id })
+    }
   }
 
   // MARK: - Instructions nothing keeps

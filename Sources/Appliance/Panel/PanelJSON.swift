@@ -99,9 +99,26 @@ enum PanelJSON {
       ]
     }
     if let records = view.records { body["records"] = recordsBody(records) }
+    if let openADR = view.openADR { body["openadr"] = openADRBody(openADR) }
     let comparable = text(body)
     body["time"] = isoUTC(last.wallTime)
     return StateBody(json: text(body), comparable: comparable)
+  }
+
+  /// The VEN's link with the utility's VTN and the events it sent, with the site's answers.
+  static func openADRBody(_ v: SiteStatus.OpenADRView) -> [String: Any] {
+    [
+      "link": v.link, "ven_id": v.venID as Any? ?? NSNull(), "vtn_id": v.vtnID as Any? ?? NSNull(),
+      "last_contact": v.lastContact.map { isoUTC($0) as Any } ?? NSNull(),
+      "last_error": v.lastError as Any? ?? NSNull(),
+      "events": v.events.map { e -> [String: Any] in
+        [
+          "id": e.id, "modification": e.modificationNumber, "status": e.status, "start": isoUTC(e.start),
+          "end": isoUTC(e.end), "opt": e.opt, "reason": e.reason as Any? ?? NSNull(), "asks": e.asks,
+          "requested_kw": e.requestedKW.map { round($0) as Any } ?? NSNull(), "test": e.testEvent,
+        ]
+      },
+    ]
   }
 
   static func recordsBody(_ r: RecordsView) -> [String: Any] {
@@ -265,13 +282,20 @@ enum PanelJSON {
         }
       }
     case "cancel_event": result = string("event").map { .control(.cancelEvent(id: $0)) }
+    case "opt_out_event":
+      let reason = fields["reason"] as? String
+      guard fields["reason"] == nil || fields["reason"] is NSNull || (reason.map { $0.count <= 200 } ?? false) else {
+        return invalid("reason must be a string of at most 200 characters", id: id, name: name)
+      }
+      result = string("event").map { .optOutEvent(id: $0, reason: reason?.isEmpty == false ? reason : nil) }
+    case "opt_in_event": result = string("event").map { .optInEvent(id: $0) }
     case "set_period_peak":
       result = number("kw").flatMap { kW in
         kW.map { .success(.setPeriodPeak(kW: $0)) } ?? .failure(Problem("kw must be a number"))
       }
     default:
       return invalid(
-        "unknown command '\(name.prefix(64))' (known: set_demand_target, hold_vehicle, release_vehicle, set_departure, pause_v2x, resume_v2x, start_island_test, end_island_test, announce_event, amend_event, cancel_event, set_period_peak, acknowledge_alarm)",
+        "unknown command '\(name.prefix(64))' (known: set_demand_target, hold_vehicle, release_vehicle, set_departure, pause_v2x, resume_v2x, start_island_test, end_island_test, announce_event, amend_event, cancel_event, opt_out_event, opt_in_event, set_period_peak, acknowledge_alarm)",
         id: id)
     }
     return ParsedCommand(requestID: id, name: name, result: result)

@@ -4,6 +4,7 @@ import GRDB
 import Logging
 import SiteModel
 import Synchronization
+import VEN
 
 /// The appliance's own state that must survive a restart and a power cut, in SQLite beside
 /// the record store (`state.path`, default /var/lib/microgrid-edge/state.db):
@@ -236,5 +237,9 @@ public final class SiteState: Sendable {
   }
 
   public func saveOverrides(_ overrides: OperatorOverrides) { save("overrides", overrides) }
+
+  /// The OpenADR VEN's registration, events (with the answers given) and report requests.
+  public func saveVEN(_ state: VENState) { save("openadr_ven", state) }
+  public func loadVEN() -> VENState? { load("openadr_ven", as: VENState.self) }
   public func loadOverrides() -> OperatorOverrides? { load("overrides", as: OperatorOverrides.self) }
 }

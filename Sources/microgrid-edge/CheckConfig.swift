@@ -1,4 +1,5 @@
 import Appliance
+import VEN
 import ArgumentParser
 import Foundation
 import SimulatedSite
@@ -111,6 +112,15 @@ struct CheckConfig: ParsableCommand {
           "  openadr: VEN \(openADR.venName ?? "?") of \(openADR.vtnURL), polled every \(openADR.pollSeconds) s; \(tls)"
         )
         for problem in openADR.fileProblems() { print("  WARNING: \(problem)") }
+        if let certificate = openADR.certificateFile, openADR.fileProblems().isEmpty {
+          do {
+            print(
+              "  openadr: the VTN knows this VEN by its certificate's fingerprint \(try VENIdentity.fingerprint(certificateFile: certificate))"
+            )
+          } catch {
+            print("  WARNING: openadr.certificate_file: \(certificate) is not a PEM certificate (\(error))")
+          }
+        }
       } else {
         print("  openadr: none (no openadr: section; events come from panels only)")
       }

@@ -59,7 +59,8 @@ class FieldRun:
         self.emulator = self.daemon = self.panel = None
         self.started_at = None
 
-    def env(self):
+    def env(self, **extra):
+        """The daemon's environment; `extra` adds or replaces overrides (MGE_…)."""
         token = self.dir / "central-token"
         token.write_text(TOKEN + "\n")
         return self.site.env(
@@ -68,11 +69,21 @@ class FieldRun:
             MGE_DEMAND_INTERVAL_MINUTES="1",
             MGE_CONTROL__ENTER_SERVICE_DELAY_SECONDS=str(self.enter_service_delay),
             MGE_CONTROL__ENTER_SERVICE_RAMP_SECONDS="0",
-            MGE_LOGGING__STATUS_EVERY_SECONDS="15")
+            MGE_LOGGING__STATUS_EVERY_SECONDS="15", **extra)
 
     def start(self):
+        self.start_building()
+        self.start_daemon()
+
+    def start_building(self, emulator=True):
+        """The broker, the central receiver, the panel and (unless emulator=False: no
+        meters, no chargers, no GPIO) the building emulator; not the daemon."""
         self.broker.start()
         self.receiver.start()
+        if not emulator:
+            self.started_at = time.time()
+            self.panel = Panel(self.broker, prefix=SHIPPED_PREFIX)
+            return
         chargers = []
         for cid, needs in CHARGER_NEEDS.items():
             chargers += ["--charger", f"{cid}:2.1:{self.site.charger_passwords[cid]}:{needs}"]
@@ -89,7 +100,13 @@ class FieldRun:
             time.sleep(0.05)
         self.started_at = time.time()
         self.panel = Panel(self.broker, prefix=SHIPPED_PREFIX)
-        self.daemon = Daemon(SHIPPED_SITE, self.dir / "daemon", start_minute=None, env=self.env())
+
+    def start_daemon(self, directory=None, env=None):
+        """The appliance on the shipped configuration (env: self.env() unless given); a
+        second call after stopping the first one is a restart on the same state files."""
+        self.daemon = Daemon(SHIPPED_SITE, directory or self.dir / "daemon", start_minute=None,
+                             env=env if env is not None else self.env())
+        return self.daemon
 
     def scrape_metrics(self):
         """{(name, labels): value} of one scrape of the daemon's /metrics, parsed by
@@ -163,5 +180,7 @@ class FieldRun:
 
     def describe(self):
         out = self.daemon.describe(6000) if self.daemon else ""
-        out += "\n--- emulator ---\n" + (self.dir / "emulator.out").read_text()[-3000:]
+        emulator_out = self.dir / "emulator.out"
+        if emulator_out.exists():
+            out += "\n--- emulator ---\n" + emulator_out.read_text()[-3000:]
         return out

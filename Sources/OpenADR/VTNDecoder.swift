@@ -185,12 +185,27 @@ struct VTNDecoder {
     // eiResponse is optional in oadrDistributeEvent (schema); openleadr always writes one.
     let response = message.child(NS.ei, "eiResponse") == nil ? nil : try self.response(of: message)
     var events: [Event] = []
+    var unreadable: [UnreadableEvent] = []
     for oadrEvent in message.children(NS.oadr, "oadrEvent") {
-      events.append(try event(oadrEvent))
+      do {
+        events.append(try event(oadrEvent))
+      } catch {
+        // An event that names itself is answered on its own; one that does not makes the
+        // whole distribution unreadable.
+        let descriptor = oadrEvent.child(NS.ei, "eiEvent")?.child(NS.ei, "eventDescriptor")
+        guard let id = descriptor?.string(NS.ei, "eventID"), !id.isEmpty,
+          let m = descriptor?.string(NS.ei, "modificationNumber").flatMap({
+            Int($0.trimmingCharacters(in: .whitespaces))
+          }),
+          m >= 0
+        else { throw error }
+        let never = oadrEvent.child(NS.oadr, "oadrResponseRequired")?.text == "never"
+        unreadable.append(UnreadableEvent(eventID: id, modificationNumber: m, problem: error, responseRequired: !never))
+      }
     }
     return DistributeEvent(
       response: response, requestID: message.string(NS.pyld, "requestID"), vtnID: message.string(NS.ei, "vtnID"),
-      events: events)
+      events: events, unreadable: unreadable)
   }
 
   func event(_ oadrEvent: Node) throws(OpenADRDocumentError) -> Event {

@@ -113,12 +113,36 @@ public struct DistributeEvent: Sendable, Equatable {
   public var requestID: String?
   public var vtnID: String?
   public var events: [Event]
+  /// Events whose id and modification could be read but not the rest (an absurd or
+  /// missing value): the VEN answers them with 454 rather than dropping the whole
+  /// distribution, so one bad event does not hide the good ones.
+  public var unreadable: [UnreadableEvent]
 
-  public init(response: Response? = nil, requestID: String? = nil, vtnID: String? = nil, events: [Event] = []) {
+  public init(
+    response: Response? = nil, requestID: String? = nil, vtnID: String? = nil, events: [Event] = [],
+    unreadable: [UnreadableEvent] = []
+  ) {
     self.response = response
     self.requestID = requestID
     self.vtnID = vtnID
     self.events = events
+    self.unreadable = unreadable
+  }
+}
+
+/// An event in a distribution that could not be read whole.
+public struct UnreadableEvent: Sendable, Equatable {
+  public var eventID: String
+  public var modificationNumber: Int
+  /// What was wrong, naming the element.
+  public var problem: OpenADRDocumentError
+  public var responseRequired: Bool
+
+  public init(eventID: String, modificationNumber: Int, problem: OpenADRDocumentError, responseRequired: Bool = true) {
+    self.eventID = eventID
+    self.modificationNumber = modificationNumber
+    self.problem = problem
+    self.responseRequired = responseRequired
   }
 }
 

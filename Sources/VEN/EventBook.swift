@@ -143,11 +143,29 @@ public struct EventBook: Sendable, Hashable, Codable {
   /// Takes in a distribution: every event the VTN has for this VEN (one it no longer
   /// lists is gone). `draw` gives a number in 0..<1 for start randomisation.
   public mutating func take(
-    _ events: [OpenADR.Event], requestID: String?, venID: String?, now: Double, limits: Limits = Limits(),
-    draw: () -> Double
+    _ events: [OpenADR.Event], unreadable: [UnreadableEvent] = [], requestID: String?, venID: String?, now: Double,
+    limits: Limits = Limits(), draw: () -> Double
   ) -> [Change] {
     var changes: [Change] = []
     var seen = Set<String>()
+    // Events the VEN could not read whole: answered 454 and not followed (a version kept
+    // from before is not followed either: the VTN has changed it to something unreadable).
+    for bad in unreadable {
+      seen.insert(bad.eventID)
+      let old = entries[bad.eventID]
+      if let old, bad.modificationNumber < old.modificationNumber {
+        changes.append(.stale(bad.eventID, received: bad.modificationNumber, kept: old.modificationNumber))
+        continue
+      }
+      if let old, bad.modificationNumber == old.modificationNumber, old.refusal != nil { continue }
+      let refusal = Refusal(code: 454, reason: "the event cannot be read: \(bad.problem.message)")
+      entries[bad.eventID] = Entry(
+        eventID: bad.eventID, modificationNumber: bad.modificationNumber, vtnStatus: "unknown", cancelled: false,
+        start: now, durationSeconds: 0, startOffsetSeconds: 0, windows: [], signals: "", testEvent: false,
+        responseRequired: bad.responseRequired, requestID: requestID ?? "", receivedAt: now,
+        firstReceivedAt: old?.firstReceivedAt ?? now, refusal: refusal, staffOptOut: old?.staffOptOut)
+      changes.append(.refused(bad.eventID, refusal))
+    }
     for event in events {
       if let venID, !event.targetVenIDs.isEmpty, !event.targetVenIDs.contains(venID) {
         changes.append(.notForThisVEN(event.eventID))

@@ -73,7 +73,10 @@ public final class VEN: Service, Sendable {
     var state: VENState
     var status: VENStatus
     var telemetry = TelemetryWindow()
+    /// Exchanges in a row that found the VTN unreachable (the registration's backoff).
     var failures = 0
+    /// Failures in a row by message, for the log's bound.
+    var failuresOf: [String: Int] = [:]
     var nextRegistration: Double = 0
     var started: Double
   }
@@ -240,21 +243,30 @@ public final class VEN: Service, Sendable {
     do {
       answer = try await transport.post(service, body: body)
     } catch {
-      failed("\(what): \(error.description)", unreachable: error.kind == .unreachable)
+      failed(what, error.description, unreachable: error.kind == .unreachable)
       return .failure(error.kind == .unreachable ? .unreachable : .refused)
     }
-    contact()
+    contact(what)
     // openleadr answers the VEN's own oadrResponse with an empty 200 (docs/openadr-study.md).
-    if answer.isEmpty { return .success(.response(Response(code: 200, description: "(empty answer)"))) }
+    if answer.isEmpty {
+      succeeded(what)
+      return .success(.response(Response(code: 200, description: "(empty answer)")))
+    }
     do {
-      return .success(try VTNMessage.decode(answer))
+      let message = try VTNMessage.decode(answer)
+      if case .response(let r) = message, r.code != 200 {
+        // An OpenADR error: the caller says what it means; it counts as a failure here.
+      } else {
+        succeeded(what)
+      }
+      return .success(message)
     } catch {
-      failed("\(what): the VTN's answer is refused: \(error)", unreachable: false)
+      failed(what, "the VTN's answer is refused: \(error)", unreachable: false)
       return .failure(.refused)
     }
   }
 
-  private func contact() {
+  private func contact(_ what: String) {
     let t = now()
     let changed = inner.withLock { s -> VENStatus in
       s.status.lastContact = t
@@ -264,16 +276,24 @@ public final class VEN: Service, Sendable {
     host.statusChanged(changed)
   }
 
-  private func failed(_ problem: String, unreachable: Bool) {
+  /// The VTN took `what` (an answer it did not refuse): its failures start again.
+  private func succeeded(_ what: String) {
+    inner.withLock { s in s.failuresOf[what] = nil }
+  }
+
+  /// A failed exchange: logged, bounded per message on an SD card (the first three in a
+  /// row in full, then one in ten), and shown on the panel.
+  private func failed(_ what: String, _ problem: String, unreachable: Bool) {
     let (status, count) = inner.withLock { s -> (VENStatus, Int) in
-      s.failures += 1
-      s.status.lastError = problem
+      if unreachable { s.failures += 1 }
+      let count = (s.failuresOf[what] ?? 0) + 1
+      s.failuresOf[what] = count
+      s.status.lastError = "\(what): \(problem)"
       if unreachable && s.status.link != .cancelled && s.status.link != .refused { s.status.link = .unreachable }
-      return (s.status, s.failures)
+      return (s.status, count)
     }
-    // Bounded on an SD card: the first failures in full, then one line in ten.
     if count <= 3 || count % 10 == 0 {
-      logger.error("OpenADR: \(problem)", metadata: ["failures_in_a_row": "\(count)"])
+      logger.error("OpenADR: \(what): \(problem)", metadata: ["failures_in_a_row": "\(count)"])
     }
     host.statusChanged(status)
   }
@@ -413,7 +433,7 @@ public final class VEN: Service, Sendable {
     switch message {
     case .response(let r):
       if r.code != 200 {
-        failed("oadrPoll: the VTN answered \(r.code) \(r.description ?? "")", unreachable: false)
+        failed("oadrPoll", "the VTN answered \(r.code) \(r.description ?? "")", unreachable: false)
         if r.code == 463 || r.code == 452 { dropRegistration(.registering, retryIn: 0) }
       }
       return false
@@ -474,7 +494,8 @@ public final class VEN: Service, Sendable {
   private func take(_ distribution: DistributeEvent, at t: Double) async {
     let changes = inner.withLock { s -> [EventBook.Change] in
       s.state.book.take(
-        distribution.events, requestID: distribution.requestID ?? distribution.response?.requestID,
+        distribution.events, unreadable: distribution.unreadable,
+        requestID: distribution.requestID ?? distribution.response?.requestID,
         venID: s.state.registration?.venID, now: t, limits: configuration.limits,
         draw: { Double.random(in: 0..<1) })
     }
@@ -553,26 +574,30 @@ public final class VEN: Service, Sendable {
         description: e.refusal.map { _ in "not followed" } ?? "OK")
     }
     let body = VENMessage.createdEvent(venID: venID, responses: responses)
-    guard let answer = await exchange(.event, body, what: "oadrCreatedEvent") else { return }
+    let sent = Dictionary(
+      due.map { ($0.eventID, EventBook.Answer(modificationNumber: $0.modificationNumber, opt: $0.opt)) },
+      uniquingKeysWith: { a, _ in a })
+    let answer: VTNMessage
+    switch await attempt(.event, body, what: "oadrCreatedEvent") {
+    case .failure(.unreachable):
+      return  // sent again next round
+    case .failure(.refused):
+      // The VTN will not take these answers (openleadr: HTTP 500 for an event it dropped
+      // meanwhile); they are not sent again for this modification and opt.
+      inner.withLock { $0.state.book.answered(sent) }
+      return
+    case .success(let a):
+      answer = a
+    }
     guard case .response(let r) = answer, r.code == 200 else {
       let said: String
       if case .response(let r) = answer { said = "\(r.code) \(r.description ?? "")" } else { said = answer.messageName }
-      failed("oadrCreatedEvent: the VTN answered \(said)", unreachable: false)
-      // An answer the VTN will not take (it dropped the event meanwhile) is not sent
-      // again for this modification.
-      inner.withLock { s in
-        s.state.book.answered(
-          Dictionary(
-            due.map { ($0.eventID, EventBook.Answer(modificationNumber: $0.modificationNumber, opt: $0.opt)) },
-            uniquingKeysWith: { a, _ in a }))
-      }
+      failed("oadrCreatedEvent", "the VTN answered \(said)", unreachable: false)
+      inner.withLock { $0.state.book.answered(sent) }
       return
     }
     let state = inner.withLock { s -> VENState in
-      s.state.book.answered(
-        Dictionary(
-          due.map { ($0.eventID, EventBook.Answer(modificationNumber: $0.modificationNumber, opt: $0.opt)) },
-          uniquingKeysWith: { a, _ in a }))
+      s.state.book.answered(sent)
       return s.state
     }
     for e in due {
@@ -604,9 +629,9 @@ public final class VEN: Service, Sendable {
       await subscribe(registered.reportRequests, requestID: registered.response.requestID ?? "", at: now())
     case .response(let r) where r.code == 200: break
     case .response(let r):
-      failed("oadrRegisterReport: the VTN answered \(r.code) \(r.description ?? "")", unreachable: false)
+      failed("oadrRegisterReport", "the VTN answered \(r.code) \(r.description ?? "")", unreachable: false)
     default:
-      failed("oadrRegisterReport: the VTN answered \(answer.messageName)", unreachable: false)
+      failed("oadrRegisterReport", "the VTN answered \(answer.messageName)", unreachable: false)
     }
     host.stateChanged(state)
   }
@@ -712,7 +737,7 @@ public final class VEN: Service, Sendable {
         // not piled onto every later report.
         break
       case .success(.response(let r)) where r.code != 200:
-        failed("oadrUpdateReport: the VTN answered \(r.code) \(r.description ?? "")", unreachable: false)
+        failed("oadrUpdateReport", "the VTN answered \(r.code) \(r.description ?? "")", unreachable: false)
       case .success:
         break
       }

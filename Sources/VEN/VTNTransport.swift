@@ -167,6 +167,11 @@ public final class HTTPVTNTransport: VTNTransport {
   }
 
   static func describe(_ error: any Error) -> String {
+    // "connection reset (error set): Connection refused (errno: 111)" says less than the
+    // errno does.
+    if let io = error as? IOError {
+      return String(cString: strerror(io.errnoCode)).lowercased() + " (errno \(io.errnoCode))"
+    }
     if let e = error as? HTTPClientError {
       if e == .deadlineExceeded || e == .readTimeout || e == .connectTimeout { return "timed out" }
       return "\(e)"

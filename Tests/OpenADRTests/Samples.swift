@@ -30,9 +30,13 @@ enum Samples {
 }
 
 /// The error thrown by `body`, or nil.
+/// Why a document, or the first event of a distribution, could not be read (an event that
+/// names itself is kept aside as unreadable rather than failing the whole distribution).
 func decodingError(_ bytes: [UInt8], limits: Limits = .default) -> OpenADRDocumentError? {
   do {
-    _ = try VTNMessage.decode(bytes, limits: limits)
+    if case .distributeEvent(let d) = try VTNMessage.decode(bytes, limits: limits) {
+      return d.unreadable.first?.problem
+    }
     return nil
   } catch {
     return error

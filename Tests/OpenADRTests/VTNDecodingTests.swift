@@ -363,6 +363,17 @@ struct HostileDecodingTests {
       decodingError(Array(document.utf8))?.message
         == "oadr:oadrDistributeEvent/oadr:oadrEvent[2]/ei:eiEvent/ei:eiActivePeriod/xcal:properties: xcal:dtstart missing"
     )
+    // The good event is still read: one bad event does not hide the others.
+    guard case .distributeEvent(let d) = try VTNMessage.decode(Array(document.utf8)) else {
+      Issue.record("not a distribution")
+      return
+    }
+    #expect(d.events.map(\.eventID) == ["event-50ed22c7"])
+    #expect(d.unreadable.map(\.eventID) == ["event-50ed22c7"] && d.unreadable[0].modificationNumber == 0)
+    // An event that does not even name itself makes the distribution unreadable.
+    let nameless = document.replacingOccurrences(
+      of: "<ei:eventID>event-50ed22c7</ei:eventID>", with: "<ei:eventID></ei:eventID>")
+    #expect(throws: OpenADRDocumentError.self) { try VTNMessage.decode(Array(nameless.utf8)) }
   }
 
   @Test("an offset date-time and prefixes other than openleadr's read the same")

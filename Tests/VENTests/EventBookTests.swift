@@ -146,6 +146,27 @@ struct EventBookTests {
     }
   }
 
+  @Test func anUnreadableEventIsRefusedWith454AndNoLongerFollowed() {
+    var book = EventBook()
+    _ = book.take([event("e1")], requestID: "r", venID: nil, now: t0, draw: { 0 })
+    #expect(book.deliveries(at: t0).count == 1)
+    let problem = OpenADRDocumentError(.invalidValue, "…/xcal:duration: duration \"P9999Y\" is over the limit")
+    let changes = book.take(
+      [], unreadable: [UnreadableEvent(eventID: "e1", modificationNumber: 1, problem: problem)], requestID: "r2",
+      venID: nil, now: t0 + 5, draw: { 0 })
+    let e = book.entries["e1"]!
+    #expect(changes == [.refused("e1", e.refusal!)])
+    #expect(e.refusal?.code == 454 && e.refusal?.reason.contains("P9999Y") == true)
+    #expect(e.opt == .optOut && e.answerDue && e.modificationNumber == 1)
+    #expect(book.deliveries(at: t0 + 5).isEmpty, "the version kept before is not followed either")
+    // The same again: nothing new to say.
+    #expect(
+      book.take(
+        [], unreadable: [UnreadableEvent(eventID: "e1", modificationNumber: 1, problem: problem)], requestID: "r3",
+        venID: nil, now: t0 + 9, draw: { 0 }
+      ).isEmpty)
+  }
+
   @Test func eventsForOtherVENsAreIgnored() {
     var book = EventBook()
     let changes = book.take([event("e1", targets: ["ven-2"])], requestID: "r", venID: "ven-1", now: t0, draw: { 0 })

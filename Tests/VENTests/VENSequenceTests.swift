@@ -229,6 +229,17 @@ struct VENSequenceTests {
     #expect(ven.state.reports[0].sentThrough == clock.now())
   }
 
+  @Test func anAnswerTheVTNRefusesIsNotSentEveryRound() async {
+    let vtn = ScriptedVTN(Self.normalVTN)
+    vtn.refuse.withLock { $0 = ["oadrCreatedEvent"] }
+    let ven = ven(vtn, Host())
+    _ = await ven.round()
+    _ = await ven.round()
+    _ = await ven.round()
+    #expect(vtn.order.filter { $0 == "oadrCreatedEvent" }.count == 1)
+    #expect(ven.status.lastError?.hasPrefix("oadrCreatedEvent: HTTP 500") == true, "\(ven.status.lastError ?? "-")")
+  }
+
   @Test func aRefusedRegistrationRaisesTheAlarmAndIsTriedAgainLater() async {
     var answers = Self.normalVTN
     // openleadr's refusal: a 200 with empty IDs (the query's answer has them empty).

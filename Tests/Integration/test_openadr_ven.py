@@ -216,8 +216,9 @@ def _announced(sc):
     time.sleep(max(0.0, main_start + DISCHARGE_S - time.time()))
     sc.facts["random_later"] = site.event_of(site.panel.state(), ev["random"])
     mark = vtn.mark()
-    sc.facts["cancel_number"] = vtn.cancel_event(ev["main"])
+    # Taken before the cancellation: the VEN may poll before cancel_event() returns.
     sc.facts["cancelled_at"] = time.time()
+    sc.facts["cancel_number"] = vtn.cancel_event(ev["main"])
     sc.step("main event cancelled by the VTN")
     sc.facts["cancel_answer"] = vtn.wait_message(
         "oadrCreatedEvent", answers(ev["main"], modification=sc.facts["cancel_number"]), since=mark, timeout=10)[0]

@@ -207,7 +207,7 @@ let package = Package(
       name: "ApplianceTests",
       dependencies: [
         "SiteModel", "Control", "MQTT", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "GPIO",
-        "TestKit",
+        "TestKit", "VEN", "OpenADR",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),

@@ -136,6 +136,47 @@ public final class VEN: Service, Sendable {
     return result
   }
 
+  // MARK: - Leaving
+
+  /// Cancels the VEN's registration with the VTN (oadrCancelPartyRegistration), for a site
+  /// that leaves the program or moves to another VTN. The events already known are kept
+  /// until they end; the next start registers afresh. Returns what to tell the person.
+  public func leave() async -> Result<String, VENCommandError> {
+    guard let registration = inner.withLock({ $0.state.registration }) else {
+      return .failure(VENCommandError("the VEN is not registered with a VTN; nothing to cancel"))
+    }
+    let body = VENMessage.cancelPartyRegistration(
+      requestID: requestID(), registrationID: registration.registrationID, venID: registration.venID)
+    guard let answer = await exchange(.registerParty, body, what: "oadrCancelPartyRegistration") else {
+      return .failure(
+        VENCommandError(
+          "the VTN could not be reached, so the registration stands: \(status.lastError ?? "no answer")"))
+    }
+    switch answer {
+    case .canceledPartyRegistration(let c) where c.response.code == 200:
+      break
+    case .response(let r) where r.code == 200:
+      break
+    case .canceledPartyRegistration(let c):
+      return .failure(VENCommandError("the VTN refused: \(c.response.code) \(c.response.description ?? "")"))
+    case .response(let r):
+      return .failure(VENCommandError("the VTN refused: \(r.code) \(r.description ?? "")"))
+    default:
+      return .failure(VENCommandError("the VTN answered \(answer.messageName)"))
+    }
+    let state = inner.withLock { s -> VENState in
+      s.state.registration = nil
+      s.state.reports = []
+      s.state.reportsRegistered = false
+      return s.state
+    }
+    host.stateChanged(state)
+    logger.notice("OpenADR: registration \(registration.registrationID) cancelled with the VTN")
+    host.record("openadr_unregistered", [("ven_id", registration.venID)])
+    return .success(
+      "registration \(registration.registrationID) of VEN \(registration.venID) cancelled with the VTN")
+  }
+
   // MARK: - Service
 
   public func run() async throws {
@@ -183,21 +224,33 @@ public final class VEN: Service, Sendable {
 
   /// Sends one message and reads the answer. nil: it failed (logged, counted).
   func exchange(_ service: VTNService, _ body: [UInt8], what: String) async -> VTNMessage? {
+    try? await attempt(service, body, what: what).get()
+  }
+
+  /// Why an exchange failed: the VTN could not be reached (worth sending again), or it
+  /// answered something the VEN will not take (an HTTP error, a document refused).
+  enum ExchangeFailure: Error {
+    case unreachable
+    case refused
+  }
+
+  /// Sends one message and reads the answer; a failure is logged and counted.
+  func attempt(_ service: VTNService, _ body: [UInt8], what: String) async -> Result<VTNMessage, ExchangeFailure> {
     let answer: [UInt8]
     do {
       answer = try await transport.post(service, body: body)
     } catch {
       failed("\(what): \(error.description)", unreachable: error.kind == .unreachable)
-      return nil
+      return .failure(error.kind == .unreachable ? .unreachable : .refused)
     }
     contact()
     // openleadr answers the VEN's own oadrResponse with an empty 200 (docs/openadr-study.md).
-    if answer.isEmpty { return .response(Response(code: 200, description: "(empty answer)")) }
+    if answer.isEmpty { return .success(.response(Response(code: 200, description: "(empty answer)"))) }
     do {
-      return try VTNMessage.decode(answer)
+      return .success(try VTNMessage.decode(answer))
     } catch {
       failed("\(what): the VTN's answer is refused: \(error)", unreachable: false)
-      return nil
+      return .failure(.refused)
     }
   }
 
@@ -618,7 +671,9 @@ public final class VEN: Service, Sendable {
     var sentThrough: [String: Double] = [:]
     for sub in due {
       let step = sub.granularitySeconds > 0 ? sub.granularitySeconds : sub.reportBackSeconds
-      var from = max(sub.sentThrough, t - TelemetryWindow.keptSeconds)
+      // After an outage of the VTN, the last 100 intervals at most (an hour at most): a
+      // report stays far under the 1 MiB a VTN takes.
+      var from = max(sub.sentThrough, t - min(TelemetryWindow.keptSeconds, 100 * step))
       var intervals: [ReportUpdate.IntervalValues] = []
       while from + step <= t {
         let m = telemetry.mean(from: from, to: from + step)
@@ -648,9 +703,18 @@ public final class VEN: Service, Sendable {
     }
     if !data.isEmpty {
       let body = VENMessage.updateReport(requestID: requestID(), venID: venID, reports: data)
-      guard let answer = await exchange(.report, body, what: "oadrUpdateReport") else { return }
-      if case .response(let r) = answer, r.code != 200 {
+      switch await attempt(.report, body, what: "oadrUpdateReport") {
+      case .failure(.unreachable):
+        // Sent again with the next report, up to the hour the telemetry window keeps.
+        return
+      case .failure(.refused):
+        // A VTN that refuses these intervals would refuse them again: they are dropped,
+        // not piled onto every later report.
+        break
+      case .success(.response(let r)) where r.code != 200:
         failed("oadrUpdateReport: the VTN answered \(r.code) \(r.description ?? "")", unreachable: false)
+      case .success:
+        break
       }
     }
     let state = inner.withLock { s -> VENState in

@@ -22,6 +22,8 @@ public struct VTNTransportError: Error, Sendable, CustomStringConvertible, Equat
     case status
     /// The answer's body is over the limit.
     case tooLarge
+    /// A 200 whose body is not XML by its Content-Type (an HTML error page, a proxy).
+    case notXML
   }
   public var kind: Kind
   public var description: String
@@ -148,6 +150,18 @@ public final class HTTPVTNTransport: VTNTransport {
         .status,
         "\(url): HTTP \(response.status.code) \(response.status.reasonPhrase)"
           + (text.isEmpty ? "" : ": \(text)"))
+    }
+    // OpenADR is application/xml (openleadr: `application/xml; charset=utf-8`); a VTN or a
+    // proxy in front of it answering something else is not read as OpenADR.
+    if !collected.isEmpty {
+      let type = response.headers.first(name: "Content-Type")?.lowercased() ?? ""
+      let mediaType = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+      guard mediaType == "application/xml" || mediaType == "text/xml" else {
+        throw VTNTransportError(
+          .notXML,
+          "\(url): the answer is \(type.isEmpty ? "without a Content-Type" : "'\(type)'"), not application/xml (\(collected.count) bytes); not read"
+        )
+      }
     }
     return collected
   }

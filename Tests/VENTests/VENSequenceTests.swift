@@ -28,12 +28,15 @@ struct VENSequenceTests {
     let answers: Mutex<[String: [[UInt8]]]>
     let sent = Mutex<[Sent]>([])
     let down = Mutex(false)
+    /// Messages answered with HTTP 500.
+    let refuse = Mutex<Set<String>>([])
 
     init(_ answers: [String: [[UInt8]]]) { self.answers = Mutex(answers) }
 
     static let messages = [
       "oadrQueryRegistration", "oadrCreatePartyRegistration", "oadrRegisterReport", "oadrCreatedReport",
       "oadrUpdateReport", "oadrPoll", "oadrCreatedEvent", "oadrResponse", "oadrCanceledPartyRegistration",
+      "oadrCancelPartyRegistration",
     ]
 
     func post(_ service: VTNService, body: [UInt8]) async throws(VTNTransportError) -> [UInt8] {
@@ -42,6 +45,9 @@ struct VENSequenceTests {
       let message = Self.messages.first { text.contains("<oadr:\($0)") || text.contains(":\($0) ") } ?? "?"
       sent.withLock { $0.append(Sent(service: service, message: message, body: text)) }
       if down.withLock({ $0 }) { throw VTNTransportError(.unreachable, "connection refused") }
+      if refuse.withLock({ $0.contains(message) }) {
+        throw VTNTransportError(.status, "HTTP 500 Internal Server Error")
+      }
       return answers.withLock { a in
         guard var queue = a[message], !queue.isEmpty else {
           return VENSequenceTests.sample("oadrResponse-poll-empty.xml")
@@ -167,6 +173,60 @@ struct VENSequenceTests {
     #expect(update.contains(">110.0<") && update.contains(">70.0<"), "\(update)")
     #expect(update.contains(VEN.gridImportRID) && !update.contains(VEN.deliveredRID))
     #expect(ven.state.reports.first?.sentThrough == start + 4)
+  }
+
+  @Test func leavingCancelsTheRegistrationAndKeepsTheEvents() async {
+    var answers = Self.normalVTN
+    answers["oadrCancelPartyRegistration"] = [Self.sample("oadrCanceledPartyRegistration.xml")]
+    let vtn = ScriptedVTN(answers)
+    let host = Host()
+    let ven = ven(vtn, host)
+    _ = await ven.round()
+    guard case .success(let text) = await ven.leave() else {
+      Issue.record("the VTN's confirmation was not taken")
+      return
+    }
+    #expect(text.contains("reg-0102eb92"))
+    #expect(vtn.order.last == "oadrCancelPartyRegistration")
+    #expect(ven.state.registration == nil && ven.state.book.entries.count == 1)
+    #expect(host.last?.registration == nil, "kept so")
+    guard case .failure = await ven.leave() else {
+      Issue.record("left twice")
+      return
+    }
+  }
+
+  @Test func reportsTheVTNRefusesAreDroppedAndOnesItMissedAreSentAgain() async {
+    let vtn = ScriptedVTN(Self.normalVTN)
+    let clock = Clock()
+    let ven = ven(vtn, Host(), clock: clock)
+    _ = await ven.round()
+    func feed(_ seconds: Int) {
+      let start = clock.now()
+      for i in 0..<seconds {
+        ven.record(.init(utc: start + Double(i), gridImportKW: 50, deliveredKW: 0, availableDischargeKW: 0))
+      }
+      clock.advance(Double(seconds))
+    }
+    func updates() -> [String] { vtn.sent.withLock { $0.filter { $0.message == "oadrUpdateReport" }.map(\.body) } }
+    vtn.refuse.withLock { $0 = ["oadrUpdateReport"] }
+    feed(4)
+    _ = await ven.round()
+    #expect(updates().count == 1)
+    let refusedThrough = ven.state.reports[0].sentThrough
+    #expect(refusedThrough == clock.now(), "refused intervals are not sent again")
+    vtn.refuse.withLock { $0 = [] }
+    vtn.down.withLock { $0 = true }
+    feed(4)
+    _ = await ven.round()
+    #expect(ven.state.reports[0].sentThrough == refusedThrough, "missed: kept for the next report")
+    vtn.down.withLock { $0 = false }
+    feed(2)
+    _ = await ven.round()
+    let last = updates().last ?? ""
+    // The 4 s the VTN missed and the 2 s since: three 2 s intervals, each value once.
+    #expect(last.components(separatedBy: "<ei:rID>").count - 1 == 3, "\(last)")
+    #expect(ven.state.reports[0].sentThrough == clock.now())
   }
 
   @Test func aRefusedRegistrationRaisesTheAlarmAndIsTriedAgainLater() async {

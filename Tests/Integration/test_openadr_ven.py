@@ -70,11 +70,6 @@ HOSTILE_ERRORS = {
 }
 
 
-# Known VEN bugs (reported to the lead; strict: the marker goes once the VEN is fixed).
-CONTENT_TYPE_BUG = ("VEN bug: HTTPVTNTransport.post never looks at the answer's Content-Type, so a "
-                    "text/html answer is taken as OpenADR without a word in the log")
-
-
 # ----------------------------------------------------------------------------- scenarios
 
 class Scenario:
@@ -800,8 +795,7 @@ def test_check_config_refuses_openadr_with_a_simulated_plant(tmp_path):
 
 # ----------------------------------------------------------------------------- a hostile VTN
 
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=CONTENT_TYPE_BUG))
-                                  if k == "wrong-content-type" else k for k in HOSTILE])
+@pytest.mark.parametrize("kind", HOSTILE)
 def test_a_hostile_answer_is_logged_and_the_ven_carries_on(hostile, kind):
     outcomes = hostile.need("hostile")
     if kind not in outcomes:

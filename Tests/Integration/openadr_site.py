@@ -309,7 +309,26 @@ def answers(event_id, opt=None, modification=None, code=None):
 
 def report_intervals(record):
     """The intervals of an oadrUpdateReport record, read from its XML (namespace prefixes
-    aside): [(report_request_id, dtstart Unix seconds, duration_s or None, {rID: value})]."""
+    aside): [(report_request_id, dtstart Unix seconds, duration_s or None, {rID: value})],
+    the intervals of one report that start together merged (a VEN may give each rID an
+    interval of its own, as openleadr's does, or put them all in one)."""
+    merged = {}
+    for request_id, start, duration, values in _report_intervals(record):
+        key = (request_id, start)
+        if key in merged:
+            merged[key][3].update(values)
+        else:
+            merged[key] = (request_id, start, duration, dict(values))
+    return list(merged.values())
+
+
+def report_payloads(record):
+    """[(report_request_id, dtstart, rID)] of every value an oadrUpdateReport carries."""
+    return [(request_id, start, r_id) for request_id, start, _, values in _report_intervals(record)
+            for r_id in values]
+
+
+def _report_intervals(record):
     from lxml import etree
     out = []
     try:

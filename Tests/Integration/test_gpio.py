@@ -73,7 +73,13 @@ def test_a_bad_pin_in_the_configuration_is_named():
 
 
 def test_the_town_hall_outage_runs_the_sequence_over_gpio_with_its_timings():
-    r = run("run", "--config", TOWNHALL, "--speed", "1200", "--stop-after", "4h", timeout=300)
+    # At 1200x the switch's 10 s to confirm is 8 ms of real time: a loaded CI machine (the
+    # OpenADR and end-to-end suites run beside this one) once took longer to schedule the
+    # simulated switch's answer, and the retransfer went transfer-stuck. A minute to
+    # confirm (50 ms real) still shows every phase; the switch's real answer is checked
+    # below (under 10 site seconds).
+    r = run("run", "--config", TOWNHALL, "--speed", "1200", "--stop-after", "4h", timeout=300,
+            env={"MGE_CONTROL__TRANSFER_CONFIRM_SECONDS": "60"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     log = r.stdout
     assert "outage sequence timings" in log and "utility_debounce_ms=20.0" in log

@@ -229,6 +229,27 @@ struct VENSequenceTests {
     #expect(ven.state.reports[0].sentThrough == clock.now())
   }
 
+  @Test func aVTNThatAsksForANewRegistrationGetsOne() async {
+    var answers = Self.normalVTN
+    answers["oadrPoll"] = [Self.sample("oadrRequestReregistration.xml"), Self.sample("oadrResponse-poll-empty.xml")]
+    let vtn = ScriptedVTN(answers)
+    let ven = ven(vtn, Host())
+    _ = await ven.round()
+    let order = vtn.order
+    let asked = order.firstIndex(of: "oadrPoll")!
+    // The VTN's request is answered, then the VEN registers again (as the same venID) and
+    // polls on; its reports are registered again in the next round.
+    #expect(
+      Array(order[asked...].prefix(5)) == [
+        "oadrPoll", "oadrResponse", "oadrQueryRegistration", "oadrCreatePartyRegistration", "oadrPoll",
+      ], "\(order)")
+    _ = await ven.round()
+    #expect(vtn.order.filter { $0 == "oadrRegisterReport" }.count == 2)
+    let again = vtn.sent.withLock { $0.filter { $0.message == "oadrCreatePartyRegistration" }.last?.body } ?? ""
+    #expect(again.contains("ven-1"), "registers again as the venID it was given")
+    #expect(ven.state.registration?.registrationID == "reg-0102eb92")
+  }
+
   @Test func anAnswerTheVTNRefusesIsNotSentEveryRound() async {
     let vtn = ScriptedVTN(Self.normalVTN)
     vtn.refuse.withLock { $0 = ["oadrCreatedEvent"] }

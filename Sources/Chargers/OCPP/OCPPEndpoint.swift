@@ -167,7 +167,9 @@ public struct OCPPEndpoint: Service {
         logger.error(
           "OCPP endpoint failed; listening again in \(Int(wait)) s",
           metadata: ["error": "\(error)", "port": "\(configuration.port)", "failures": "\(failures)"])
-        try? await Task.sleep(for: .seconds(wait))
+        // A stop must not wait out the backoff (up to 30 s: systemd's and the tests'
+        // patience is shorter).
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(wait)) }
       }
     }
   }

@@ -145,7 +145,9 @@ def test_outage_islanding_and_enter_service_delay(daemon):
     begin = datetime(2023, 11, 10, 16, 45)
     assert 0 <= (island - begin).total_seconds() <= 10, \
         f"expected the outage to begin at 2023-11-10 16:45:00 (within a step), the log says {island}"
-    assert abs((reconnecting - island).total_seconds() - 7200) <= 2, \
+    # Measured from the outage's scheduled end, not from the island (which itself may be a
+    # few site seconds late on a loaded machine: 8 s seen with the OpenADR suite beside it).
+    assert 0 <= (reconnecting - begin).total_seconds() - 7200 <= 10, \
         f"expected the utility back after the 2 h outage, islanded at {island}, reconnecting at {reconnecting}"
     delay = (to_utility - reconnecting).total_seconds()
     assert delay >= 300, (f"expected at least the 300 s IEEE 1547 enter-service delay between 'reconnecting' "

@@ -41,10 +41,9 @@ public enum ReportFiles {
       var sites: [SiteReport]
       var program: ProgramRollup
     }
-    let cycleDay = 1
-    let (from, to) = report.range.describe(billingCycleDay: cycleDay)
     let document = Document(
-      generated: RecordTime.iso(ms: Int64(report.generated.timeIntervalSince1970 * 1000)), from: from, to: to,
+      generated: RecordTime.iso(ms: Int64(report.generated.timeIntervalSince1970 * 1000)), from: report.from,
+      to: report.to,
       sites: report.sites, program: report.program)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

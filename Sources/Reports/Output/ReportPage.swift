@@ -16,7 +16,7 @@ enum ReportPage {
       <h1>What V2X did for the building</h1>
 
       """
-    let (from, to) = report.range.describe(billingCycleDay: 1)
+    let (from, to) = (report.from, report.to)
     page +=
       "<p class=\"meta\">Generated \(HTML.escape(RecordTime.iso(ms: Int64(report.generated.timeIntervalSince1970 * 1000))))"
     page +=

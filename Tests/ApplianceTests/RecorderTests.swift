@@ -91,6 +91,11 @@ struct RecorderTests {
     #expect(abs((session["charged_kwh"] as? Double ?? 0) - 30) < 0.01)
     #expect(abs((session["discharged_kwh"] as? Double ?? 0) - 20) < 0.01)
     #expect(session["energy_at_arrival_kwh"] as? Double == 50)
+    // The last reading (60.006 kWh) is from its step's start: the vehicle leaves with that
+    // step's discharge taken too, as the simulator's plant and the vehicle count it.
+    let eta = site.chargers[0].efficiency
+    let departure = session["energy_at_departure_kwh"] as? Double ?? 0
+    #expect(abs(departure - (80 - 3599.0 / 180 - 20.0 / 3600 / eta)) < 0.006, "\(departure)")
     #expect(session["need_met"] as? Bool == true)
   }
 

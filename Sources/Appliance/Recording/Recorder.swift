@@ -257,9 +257,14 @@ public final class Recorder: StepObserver {
           needKWh: v.departureNeedKWh, minKWh: v.energyKWh)
       }
       let hours = snap.periodSeconds / 3600
-      s.sessions[i]!.lastKWh = v.energyKWh
+      // The reading is from the step's start: the energy it leaves with includes this
+      // step's charge or discharge (through the charger's efficiency, within the battery).
+      let eta = charger.efficiency
+      let delta = kw >= 0 ? kw * hours * eta : kw * hours / max(eta, 1e-9)
+      let after = min(max(0, v.energyKWh + (delta.isFinite ? delta : 0)), max(v.batteryKWh, v.energyKWh))
+      s.sessions[i]!.lastKWh = after
       s.sessions[i]!.needKWh = v.departureNeedKWh
-      s.sessions[i]!.minKWh = min(s.sessions[i]!.minKWh, v.energyKWh)
+      s.sessions[i]!.minKWh = min(s.sessions[i]!.minKWh, v.energyKWh, after)
       if kw > 0 { s.sessions[i]!.inKWh += kw * hours } else { s.sessions[i]!.outKWh -= kw * hours }
     }
 

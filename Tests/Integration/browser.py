@@ -188,7 +188,7 @@ class Browser:
         self.timeout = timeout
         self.width, self.height = width, height
         self.proc = None
-        self.ws = None
+        self.ws = self._ws_context = None
         self.profile = None
         self.stderr_path = None
         self._next_id = 0
@@ -214,8 +214,11 @@ class Browser:
                 self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                              stderr=err, start_new_session=True)
             port, path = self._devtools_address()
-            self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=256 << 20,
-                              open_timeout=self.timeout, ping_interval=None)
+            # Entered as a context manager (websockets 17.1 deprecates the bare call);
+            # close() leaves it.
+            self._ws_context = connect(f"ws://127.0.0.1:{port}{path}", max_size=256 << 20,
+                                       open_timeout=self.timeout, ping_interval=None)
+            self.ws = self._ws_context.__enter__()
         except BaseException:
             self.close()
             raise
@@ -251,10 +254,10 @@ class Browser:
             except Exception:
                 pass
             try:
-                self.ws.close()
+                self._ws_context.__exit__(None, None, None)
             except Exception:
                 pass
-            self.ws = None
+            self.ws = self._ws_context = None
         if self.proc is not None:
             pgid = self.proc.pid
             if self.proc.poll() is None:

@@ -151,6 +151,9 @@ let package = Package(
       name: "Provisioning",
       dependencies: ["SiteModel", "SiteFiles", .product(name: "CryptoExtras", package: "swift-crypto")]
     ),
+    // Reports: what V2X did, from records (the appliance's store or the program's uploaded
+    // NDJSON), as HTML with inline SVG, JSON and CSV. Pure apart from reading its inputs.
+    .target(name: "Reports", dependencies: ["SiteModel", "Store"]),
     // The simulated plant behind the appliance's `SiteIO`, for demos and tests: a site
     // configuration's scenario, checked against the site.
     .target(name: "SimulatedSite", dependencies: ["SiteModel", "Simulation", "Appliance"]),
@@ -158,7 +161,7 @@ let package = Package(
       name: "microgrid-edge",
       dependencies: [
         "SiteModel", "Control", "SiteFiles", "Simulation", "SimulatedSite", "Appliance", "Store", "CentralUpload",
-        "GPIO", "Chargers", "Provisioning", "VEN",
+        "GPIO", "Chargers", "Provisioning", "VEN", "Reports",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -200,6 +203,12 @@ let package = Package(
     .testTarget(
       name: "VENTests",
       dependencies: ["VEN", "OpenADR", .product(name: "Logging", package: "swift-log")]
+    ),
+    .testTarget(
+      name: "ReportsTests",
+      dependencies: [
+        "Reports", "Store", "SiteModel", "Control", "Appliance", "Simulation", .product(name: "Logging", package: "swift-log"),
+      ]
     ),
     .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control", "TestKit"]),
     .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),

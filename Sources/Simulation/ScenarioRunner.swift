@@ -30,9 +30,11 @@ public struct ScenarioRunner {
   ///   - untilMinute: stop early (the trace then covers `[0, untilMinute)`).
   ///   - progress: called now and then with the fraction done.
   ///   - sampleTimingEvery: record the policy's step time every this many steps (0: never).
+  ///   - observe: called after every step with what the policy saw, decided and what flowed
+  ///     (`simulate --record` turns these into the appliance's records).
   public func run<P: SitePolicy>(
     _ policy: inout P, untilMinute: Int? = nil, sampleTimingEvery: Int = 0,
-    progress: ((Double) -> Void)? = nil
+    progress: ((Double) -> Void)? = nil, observe: ((Snapshot, Decisions, SitePlant.Flows) -> Void)? = nil
   ) -> (trace: Trace, timing: Timing) {
     var plant = SitePlant(scenario: scenario)
     var recorder = TraceRecorder(scenario: scenario)
@@ -57,6 +59,7 @@ public struct ScenarioRunner {
       }
       let sessions = plant.activeSession
       let flows = plant.advance(decisions, seconds: stepSeconds)
+      observe?(snapshot, decisions, flows)
       recorder.record(flows, seconds: stepSeconds, sessions: sessions, plant: plant)
       timing.steps += 1
       if let progress, timing.steps % progressEvery == 0 { progress(Double(timing.steps) / Double(totalSteps)) }

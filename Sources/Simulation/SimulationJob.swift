@@ -10,6 +10,8 @@ public struct SimulationJob {
   public var stepSeconds: Double = 60
   public var untilMinute: Int?
   public var sampleTimingEvery = 0
+  /// Sees every step of the controller's run (not the unmanaged reference's).
+  public var observeManagedStep: ((Snapshot, Decisions, SitePlant.Flows) -> Void)?
 
   public init(scenario: Scenario, settings: ControlSettings = ControlSettings()) {
     self.scenario = scenario
@@ -27,7 +29,7 @@ public struct SimulationJob {
     var controller = Controller(site: scenario.site, settings: settings)
     let managed = runner.run(
       &controller, untilMinute: untilMinute, sampleTimingEvery: sampleTimingEvery,
-      progress: progress.map { p in { p("controller", $0) } })
+      progress: progress.map { p in { p("controller", $0) } }, observe: observeManagedStep)
     var baseline = UnmanagedPolicy(site: scenario.site)
     let unmanaged = runner.run(
       &baseline, untilMinute: untilMinute, progress: progress.map { p in { p("unmanaged", $0) } })

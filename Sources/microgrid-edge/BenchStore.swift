@@ -62,22 +62,10 @@ struct BenchStore: AsyncParsableCommand {
       "bytes_per_record": Double(try store.counters().usedBytes) / Double(records),
     ]
     if let uploadURL {
-      let client = HTTPCentralClient(
-        HTTPCentralClient.Configuration(baseURL: uploadURL, siteID: site, token: { [token] in .success(token) }))
       let upStart = clock.now
-      var batches = 0
-      while let next = try store.nextBatch(maxRecords: uploadBatch, maxBytes: 8 << 20) {
-        switch await client.post(ndjson: next.ndjson, first: next.first, last: next.last, timeout: nil) {
-        case .accepted(let through): try store.accept(through: through)
-        case .alreadyStored: try store.accept(through: next.last)
-        case let other:
-          await client.shutdown()
-          throw ValidationError("upload failed at \(next.first)-\(next.last): \(other)")
-        }
-        batches += 1
-      }
+      let batches = try await StoreUpload.all(
+        store: store, url: uploadURL, site: site, token: token, batch: uploadBatch)
       let upSeconds = Self.seconds(clock.now - upStart)
-      await client.shutdown()
       result["upload_seconds"] = upSeconds
       result["uploaded_per_s"] = Double(records) / upSeconds
       result["upload_batches"] = batches

@@ -10,7 +10,7 @@ struct MicrogridEdge: AsyncParsableCommand {
     version: "0.1.0",
     subcommands: [
       Run.self, Simulate.self, CheckConfig.self, Provision.self, GPIOCheck.self, BenchStore.self, BenchOutage.self,
-      BenchField.self, OpenADRLeave.self,
+      BenchField.self, OpenADRLeave.self, ReportCommand.self,
     ])
 
   /// Like ArgumentParser's own entry point, except that a mistake on the command line is

@@ -434,6 +434,8 @@ extension Run {
     var recorderConfiguration = Recorder.Configuration()
     recorderConfiguration.telemetryEverySeconds = store.telemetryEverySeconds
     recorderConfiguration.speed = speed
+    recorderConfiguration.timeZone = configuration.time?.zone ?? "Etc/UTC"
+    recorderConfiguration.billingCycleDay = configuration.billing.cycleStartDay
     let recorder = Recorder(site: configuration.site, outbox: outbox, configuration: recorderConfiguration)
     var service = RecordingService.Configuration()
     var uploader: CentralUploader?

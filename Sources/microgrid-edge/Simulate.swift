@@ -6,11 +6,13 @@ import SiteFiles
 import SiteModel
 import Simulation
 
-struct Simulate: ParsableCommand {
+struct Simulate: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run the controller over a v2x-scenario/1 directory faster than real time.",
     discussion: """
       Writes intervals.csv, vehicles.csv, report.json and chart.html into --out.
+      With --record, also every record the appliance would have made (telemetry, events, sessions), in a record
+      store that `microgrid-edge report --store` reads; --upload-url sends them to a central receiver.
       Exit status 2 on bad input, with the file, line and field that is wrong.
       """)
 
@@ -32,7 +34,20 @@ struct Simulate: ParsableCommand {
   @Option(help: "Time every Nth controller step for the report (0: off).")
   var timeEvery: Int = 0
 
-  func run() throws {
+  @Option(help: "Also record the run, as the appliance records a site, into this new record store (SQLite).")
+  var record: String?
+
+  @Option(help: "The site id the records are kept under (default: the scenario's name).")
+  var siteID: String?
+
+  @Option(help: "After the run, upload the recorded store to this central receiver's base URL.")
+  var uploadURL: String?
+
+  @Option(help: "The site's bearer token for --upload-url.")
+  var token: String?
+
+  func run() async throws {
+    var recording: SimulationRecording?
     try exitOnInputError {
       let scenario = try Scenario.load(directory: self.scenario)
       var job = SimulationJob(scenario: scenario)
@@ -52,11 +67,33 @@ struct Simulate: ParsableCommand {
       }
       job.untilMinute = minutes
       job.sampleTimingEvery = timeEvery
+      if uploadURL != nil && (record == nil || token == nil) {
+        throw InputError(source: "--upload-url", message: "needs --record and --token")
+      }
+      if let record {
+        let r = try SimulationRecording(path: record, siteID: siteID ?? scenario.name, site: scenario.site)
+        job.observeManagedStep = { r.observe($0, $1, $2) }
+        recording = r
+      }
       let bar = ProgressBar(title: scenario.name)
       let result = job.run { phase, fraction in bar.update(phase: phase, fraction: fraction) }
       bar.finish()
       try job.write(result, to: out)
       printSummary(result.report, out: out)
+      if let recording {
+        let counters = try recording.finish()
+        print("  records              \(counters.lastSeq) in \(recording.path)")
+      }
+    }
+    if let recording, let uploadURL, let token, let store = recording.outbox.store {
+      do {
+        let batches = try await StoreUpload.all(
+          store: store, url: uploadURL, site: siteID ?? recording.recorder.site.name, token: token)
+        print("  uploaded             \(batches) batches to \(uploadURL)")
+      } catch {
+        FileHandle.standardError.write(Data("microgrid-edge: error: \(error)\n".utf8))
+        throw ExitCode(1)
+      }
     }
   }
 

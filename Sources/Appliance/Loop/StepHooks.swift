@@ -30,6 +30,19 @@ public struct StepRecord: Sendable {
   /// What the forecasts have learnt: closed load intervals and sessions remembered.
   public var historyLoadIntervals = 0
   public var historySessions = 0
+
+  public init(
+    snapshot: Snapshot, proposal: Decisions, decisions: Decisions, applied: AppliedStep, wallTime: Date,
+    utilityStable: Bool, sequence: Int
+  ) {
+    self.snapshot = snapshot
+    self.proposal = proposal
+    self.decisions = decisions
+    self.applied = applied
+    self.wallTime = wallTime
+    self.utilityStable = utilityStable
+    self.sequence = sequence
+  }
 }
 
 /// Something that carries out part of each step's decisions on wired outputs (the transfer

@@ -15,6 +15,10 @@ public final class Recorder: StepObserver {
     /// Site seconds per real second: record times follow the site's timeline when it is
     /// simulated faster than real time, the wall clock otherwise.
     public var speed: Double = 1
+    /// The site's IANA time zone and billing cycle, stated in the `site` record so that a
+    /// report read from the records alone buckets months and periods as the utility does.
+    public var timeZone = "Etc/UTC"
+    public var billingCycleDay = 1
     public init() {}
   }
 
@@ -25,6 +29,8 @@ public final class Recorder: StepObserver {
     var gridMax = -Double.infinity
     var gridMin = Double.infinity
     var buildingSum = 0.0
+    var servedSum = 0.0
+    var evSum = 0.0
   }
 
   private struct Session {
@@ -53,6 +59,8 @@ public final class Recorder: StepObserver {
     var activeEvents: [String: (start: Date, gridSum: Double, steps: Int)] = [:]
     var sessions: [Int: Session] = [:]
     var anchor: (wall: Date, site: Double)?
+    /// The local day and UTC offset the last `site` record stated.
+    var siteStated: (day: Int, offsetSeconds: Int)?
   }
 
   public let site: SiteDescription
@@ -118,6 +126,14 @@ public final class Recorder: StepObserver {
     let n = RecordJSON.number
     // A step with no demand measurement counts as 0 here; the demand meter flags it.
     let grid = PanelJSON.gridImport(step) ?? 0
+
+    // What the site is, for reports read from the records alone: at the first step, at
+    // every local midnight and when the clock's offset from UTC changes (summer time).
+    let offset = Int(((snap.localTime.seconds - now.timeIntervalSince1970) / 60).rounded()) * 60
+    if s.siteStated?.day != snap.localTime.dayNumber || s.siteStated?.offsetSeconds != offset {
+      s.siteStated = (snap.localTime.dayNumber, offset)
+      out.append(siteDraft(offsetSeconds: offset, at: now))
+    }
 
     // Changes of state, as events: the cause (the utility) before the effect (the mode).
     if s.utility != snap.utilityAvailable {
@@ -199,6 +215,8 @@ public final class Recorder: StepObserver {
         [
           ("id", RecordJSON.string(e.id)),
           ("starts_in_s", n(e.startTime - snap.time, 0)), ("lasts_s", n(e.endTime - e.startTime, 0)),
+          ("start", RecordJSON.time(now.addingTimeInterval(e.startTime - snap.time))),
+          ("end", RecordJSON.time(now.addingTimeInterval(e.endTime - snap.time))),
         ])
     }
     for e in snap.events where e.isActive(at: snap.time) {
@@ -248,6 +266,8 @@ public final class Recorder: StepObserver {
     s.telemetry!.gridMax = max(s.telemetry!.gridMax, grid)
     s.telemetry!.gridMin = min(s.telemetry!.gridMin, grid)
     s.telemetry!.buildingSum += snap.buildingDemandKW
+    s.telemetry!.servedSum += step.applied.servedKW.isFinite ? step.applied.servedKW : 0
+    s.telemetry!.evSum += step.applied.chargerKW.reduce(0) { $0 + ($1.isFinite ? $1 : 0) }
     if snap.time + snap.periodSeconds - s.telemetry!.start >= configuration.telemetryEverySeconds - 1e-9 {
       out.append(telemetryDraft(step, s.telemetry!, at: now))
       s.telemetry = Telemetry(start: snap.time + snap.periodSeconds)
@@ -271,6 +291,7 @@ public final class Recorder: StepObserver {
       if let v = reading.vehicle {
         members.append(("vehicle", RecordJSON.string(v.vehicleID)))
         members.append(("energy_kwh", n(v.energyKWh, 2)))
+        members.append(("need_kwh", n(v.departureNeedKWh, 2)))
       }
       return RecordJSON.object(members)
     }
@@ -278,6 +299,7 @@ public final class Recorder: StepObserver {
       ("mode", RecordJSON.string(d.mode.rawValue)),
       ("grid_kw", n(t.gridSum / steps, 2)), ("grid_kw_max", n(t.gridMax, 2)), ("grid_kw_min", n(t.gridMin, 2)),
       ("building_kw", n(t.buildingSum / steps, 2)),
+      ("served_kw", n(t.servedSum / steps, 2)), ("ev_kw", n(t.evSum / steps, 2)),
       ("target_kw", n(d.demandTargetKW, 1)), ("month_peak_kw", n(snap.meter.monthPeakKW, 1)),
       ("utility", snap.utilityAvailable ? "true" : "false"),
       ("switch", RecordJSON.string(snap.transferSwitch.rawValue)),
@@ -287,6 +309,41 @@ public final class Recorder: StepObserver {
       ("chargers", "[" + chargers.joined(separator: ",") + "]"),
     ])
     return RecordDraft(kind: .telemetry, time: now, body: body)
+  }
+
+  /// `{"event":"site",...}`: the tariff, the calendar and the equipment a report needs.
+  private func siteDraft(offsetSeconds: Int, at now: Date) -> RecordDraft {
+    let n = RecordJSON.number
+    let chargers = site.chargers.map { c in
+      RecordJSON.object([
+        ("id", RecordJSON.string(c.id)), ("max_charge_kw", n(c.maxChargeKW, 2)),
+        ("max_discharge_kw", n(c.maxDischargeKW, 2)), ("efficiency", n(c.efficiency, 4)),
+      ])
+    }
+    let vehicles = site.vehicles.map { v in
+      RecordJSON.object([
+        ("id", RecordJSON.string(v.id)), ("battery_kwh", n(v.batteryKWh, 2)), ("reserve_kwh", n(v.reserveKWh, 2)),
+      ])
+    }
+    return RecordDraft(
+      kind: .event, time: now,
+      body: RecordJSON.object([
+        ("event", RecordJSON.string("site")), ("name", RecordJSON.string(site.name)),
+        ("time_zone", RecordJSON.string(configuration.timeZone)), ("utc_offset_s", String(offsetSeconds)),
+        ("demand_interval_s", n(site.demandIntervalSeconds, 0)),
+        ("billing_cycle_day", String(configuration.billingCycleDay)),
+        ("critical_load_fraction", n(site.criticalLoadFraction, 4)),
+        (
+          "tariff",
+          RecordJSON.object([
+            ("demand_charge_per_kw_month", n(site.tariff.demandChargePerKWMonth, 4)),
+            ("energy_price_per_kwh", n(site.tariff.energyPricePerKWh, 4)),
+            ("dr_payment_per_kw", n(site.tariff.demandResponsePaymentPerKW, 4)),
+          ])
+        ),
+        ("chargers", "[" + chargers.joined(separator: ",") + "]"),
+        ("vehicles", "[" + vehicles.joined(separator: ",") + "]"),
+      ]))
   }
 
   private func sessionDraft(_ s: Session, unplugged: Date) -> RecordDraft {

@@ -23,7 +23,7 @@ public struct TelemetrySummary: TelemetrySummarizer {
         continue  // a body this build did not write: it is counted out, not guessed at
       }
       count += 1
-      for key in ["grid_kw", "building_kw"] {
+      for key in ["grid_kw", "building_kw", "served_kw", "ev_kw"] {
         if let v = (object[key] as? NSNumber)?.doubleValue { sums[key, default: 0] += v }
       }
       for (key, source) in [("grid_kw_max", "grid_kw_max"), ("building_kw_max", "building_kw")] {
@@ -54,7 +54,7 @@ public struct TelemetrySummary: TelemetrySummarizer {
       ("modes", "[" + modes.map(RecordJSON.string).joined(separator: ",") + "]"),
     ]
     let mean = Double(max(1, count))
-    for key in ["grid_kw", "building_kw"] { if let v = sums[key] { members.append((key, n(v / mean, 2))) } }
+    for key in ["grid_kw", "building_kw", "served_kw", "ev_kw"] { if let v = sums[key] { members.append((key, n(v / mean, 2))) } }
     for key in ["grid_kw_max", "building_kw_max"] { if let v = maxima[key] { members.append((key, n(v, 2))) } }
     if let v = minima["grid_kw_min"] { members.append(("grid_kw_min", n(v, 2))) }
     for key in ["target_kw", "month_peak_kw"] {

@@ -168,6 +168,7 @@ class Page:
 
     def screenshot(self, path, full_page=True):
         """A PNG of the page (the whole page with full_page, else the viewport) at path."""
+        self.send("Page.bringToFront")      # a background tab draws no frames to capture
         params = {"format": "png"}
         if full_page:
             metrics = self.send("Page.getLayoutMetrics")

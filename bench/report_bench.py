@@ -9,14 +9,15 @@ the year).
 
 The input: one site-year of 5-second telemetry (365 x 17,280 = 6,307,200 records by default;
 --records N telemetry records for a quick run), plus what the appliance records beside it:
-the `site` event first (tariff, chargers, vehicles), mode changes, demand-response events
+the `site` event first and daily (tariff, calendar, chargers, vehicles), mode changes, demand-response events
 (announced, started, ended), outages (utility lost and restored, the transfer switch,
 loads shed and restored) and one session record per vehicle departure. It is built from the
 school-bus scenario (scenarios/school-buses-chicago: its hourly building load, its four
 60 kW chargers and four buses with their sessions, its 30 events and 3 outages) by a simple
 controller model: charge up to a demand target, discharge in events, carry the critical
 load in outages. Every line is one NDJSON record in the appliance's member order
-(docs/store-and-forward.md), with the `ev_kw` and `served_kw` means, seq 1.. without a gap,
+(docs/store-and-forward.md), with the `served_kw` and `ev_kw` means and each plugged
+vehicle's `need_kwh`, as `simulate --record` writes them, seq 1.. without a gap,
 times at the telemetry window's end in UTC with milliseconds. The lines are written from
 templates (no json.dumps per line), and cached under --cache (default
 $TMPDIR/mge-report-bench), keyed by the record count and the generator's version: the first
@@ -54,7 +55,7 @@ sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 
 from mge_helpers import BINARY, CLEAN_ENV, cpu_model  # noqa: E402
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 STEP_S = 5
 YEAR_STEPS = 365 * 86_400 // STEP_S          # 6,307,200
 SCENARIO = REPO / "scenarios" / "school-buses-chicago"
@@ -87,14 +88,14 @@ def _load_scenario():
     return sc, hourly, sessions
 
 
-def _site_record(sc, start):
+def _site_record(sc, seq, time_s):
     t = sc["tariff"]
     return json.dumps({
-        "seq": 1, "kind": "event", "time": iso_ms(start), "event": "site", "name": sc["name"],
+        "seq": seq, "kind": "event", "time": iso_ms(time_s), "event": "site", "name": sc["name"],
         "time_zone": "Etc/UTC", "utc_offset_s": 0, "demand_interval_s": 900, "billing_cycle_day": 1,
         "critical_load_fraction": sc["site"]["critical_load_fraction"],
         "tariff": {"demand_charge_per_kw_month": t["demand_charge_per_kw_month"],
-                   "dr_payment_per_kw": t["dr_payment_per_kw"]},
+                   "energy_price_per_kwh": t["energy_price_per_kwh"], "dr_payment_per_kw": t["dr_payment_per_kw"]},
         "chargers": [{"id": c["id"], "max_charge_kw": c["max_charge_kw"],
                       "max_discharge_kw": c["max_discharge_kw"], "efficiency": c["efficiency"]}
                      for c in sc["chargers"]],
@@ -104,10 +105,10 @@ def _site_record(sc, start):
 
 
 TELEMETRY = ('{"seq":%d,"kind":"telemetry","time":"%s","mode":"%s","grid_kw":%.2f,"grid_kw_max":%.2f,'
-             '"grid_kw_min":%.2f,"building_kw":%.2f,"ev_kw":%.2f,"served_kw":%.2f,"target_kw":%.1f,'
+             '"grid_kw_min":%.2f,"building_kw":%.2f,"served_kw":%.2f,"ev_kw":%.2f,"target_kw":%.1f,'
              '"month_peak_kw":%.1f,"utility":%s,"switch":"%s","shed":%s,"inputs_fresh":true,"steps":5,'
              '"chargers":[%s]}\n')
-PLUGGED = '{"id":"%s","kw":%.2f,"setpoint_kw":%.2f,"online":true,"vehicle":"%s","energy_kwh":%.2f}'
+PLUGGED = '{"id":"%s","kw":%.2f,"setpoint_kw":%.2f,"online":true,"vehicle":"%s","energy_kwh":%.2f,"need_kwh":%.2f}'
 EMPTY = '{"id":"%s","kw":0,"setpoint_kw":0,"online":true}'
 EVENT = '{"seq":%d,"kind":"event","time":"%s","event":"%s"%s}\n'
 SESSION = ('{"seq":%d,"kind":"session","time":"%s","vehicle":"%s","charger":"%s","plugged_in":"%s",'
@@ -150,7 +151,7 @@ def generate(path, steps, half_path=None):
     nload = len(loads)
 
     seq = 3
-    lines = [_site_record(sc, start) + "\n",
+    lines = [_site_record(sc, 1, start) + "\n",
              EVENT % (2, iso_ms(start), "appliance_started", ',"version":"report-bench"'),
              EVENT % (3, iso_ms(start), "mode", ',"from":null,"to":"grid-connected","grid_kw":0,"target_kw":250')]
     written = 0
@@ -181,6 +182,10 @@ def generate(path, steps, half_path=None):
         if t - STEP_S >= next_month:
             next_month = _next_month(next_month)
             month_peak = 0.0
+        # The site record, at the start and daily (as the appliance states it).
+        if k and k % (86_400 // STEP_S) == 0:
+            seq += 1
+            lines.append(_site_record(sc, seq, t - STEP_S) + "\n")
         # State changes at this step, as the appliance records them: the cause first.
         if k in out_start:
             utility = False
@@ -201,8 +206,9 @@ def generate(path, steps, half_path=None):
             mode = to
         if k in dr_announce:
             e = dr_announce[k]
-            event("dr_event_announced", ',"id":"%s","starts_in_s":%d,"lasts_s":%d' % (
-                e["id"], (e["start_minute"] - e["notify_minute"]) * 60, (e["end_minute"] - e["start_minute"]) * 60))
+            event("dr_event_announced", ',"id":"%s","starts_in_s":%d,"lasts_s":%d,"start":"%s","end":"%s"' % (
+                e["id"], (e["start_minute"] - e["notify_minute"]) * 60, (e["end_minute"] - e["start_minute"]) * 60,
+                iso_ms(start + e["start_minute"] * 60), iso_ms(start + e["end_minute"] * 60)))
         if k in dr_start:
             e = dr_start[k]
             in_event = [e["id"], 0.0, 0, t]
@@ -261,9 +267,14 @@ def generate(path, steps, half_path=None):
             elif in_event:
                 kw = -min(dmax[i] * 0.92, share) if i in live else 0.0
             else:
+                # Under the demand target, and at least what the departure still needs
+                # (spread over the time left, with a margin).
                 room = battery[v] * 0.95 - energy
                 headroom = max(0.0, target - building - ev)
                 kw = min(cmax[i], headroom, room * 3600 / STEP_S / eff[i]) if room > 0 else 0.0
+                if energy < p[6] + 1:
+                    hours_left = max(STEP_S / 3600, (p[7] - k) * STEP_S / 3600 - 0.5)
+                    kw = max(kw, min(cmax[i], (p[6] + 1 - energy) / eff[i] / hours_left * 1.2))
             if kw > 0:
                 energy += kw * eff[i] * STEP_S / 3600
                 p[4] += kw * STEP_S / 3600
@@ -274,7 +285,7 @@ def generate(path, steps, half_path=None):
             if energy < p[3]:
                 p[3] = energy
             ev += kw
-            parts.append(PLUGGED % (ids[i], kw, kw, v, energy))
+            parts.append(PLUGGED % (ids[i], kw, kw, v, energy, p[6]))
         if not utility:
             grid = 0.0
             served = min(served, -ev)
@@ -293,7 +304,7 @@ def generate(path, steps, half_path=None):
             interval_sum, interval_n = 0.0, 0
         spread = abs(ripple) * base
         seq += 1
-        lines.append(TELEMETRY % (seq, now_iso, mode, grid, grid + spread, grid - spread, building, ev, served,
+        lines.append(TELEMETRY % (seq, now_iso, mode, grid, grid + spread, grid - spread, building, served, ev,
                                   target, month_peak, "true" if utility else "false",
                                   "utility" if utility else "island", "false" if utility else "true",
                                   ",".join(parts)))

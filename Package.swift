@@ -207,7 +207,8 @@ let package = Package(
     .testTarget(
       name: "ReportsTests",
       dependencies: [
-        "Reports", "Store", "SiteModel", "Control", "Appliance", "Simulation", .product(name: "Logging", package: "swift-log"),
+        "Reports", "Store", "SiteModel", "Control", "Appliance", "Simulation",
+        .product(name: "Logging", package: "swift-log"),
       ]
     ),
     .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control", "TestKit"]),

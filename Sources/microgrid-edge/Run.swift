@@ -267,7 +267,11 @@ struct Run: AsyncParsableCommand {
     }
     // Gives back start-up's file pages after the first step, and again a minute in.
     let startupPages = StartupPagesRelease(logger: logger)
-    var observers: [any StepObserver] = [status]
+    // The billing period's figures for panels, reckoned as `report` reckons them.
+    let periodFigures = PeriodFigures(
+      site: configuration.site, billingCycleDay: configuration.billing.cycleStartDay, state: state,
+      publish: { [status] in status.updatePeriodFigures($0) })
+    var observers: [any StepObserver] = [status, periodFigures]
     if let panel { observers.append(panel) }
     if let recording { observers.append(recording.recorder) }
     if let openADR { observers.append(openADR.link) }

@@ -51,9 +51,10 @@ struct HomeAssistantDiscoveryTests {
     #expect(originName == "microgrid-edge")
     let availability: String? = d["availability_topic"] as? String
     #expect(availability == "microgrid-edge/lincoln-high/status")
-    // 8 site sensors, 4 per charger, a number, a switch, 4 buttons.
+    // 8 site sensors, 3 of the billing period's figures, 4 per charger, a number, a switch,
+    // 4 buttons.
     let cmps = try components()
-    let expected: Int = 8 + 4 * 2 + 1 + 1 + 4
+    let expected: Int = 8 + 3 + 4 * 2 + 1 + 1 + 4
     #expect(cmps.count == expected)
     for (key, c) in cmps {
       let platform: String = c["platform"] as? String ?? ""

@@ -72,8 +72,9 @@ struct RecorderTests {
     }
     for t in 31...40 { recorder.observe(step(Double(t), utility: true)) }
     let events = try records(box).compactMap { $0["event"] as? String }
+    // The site first: what a report needs to read the rest (tariff, calendar, equipment).
     #expect(
-      events == ["mode", "utility_lost", "mode", "transfer_switch_command", "utility_restored", "mode"],
+      events == ["site", "mode", "utility_lost", "mode", "transfer_switch_command", "utility_restored", "mode"],
       "\(events)")
   }
 

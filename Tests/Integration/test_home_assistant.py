@@ -70,6 +70,9 @@ EXPECTED = {
     "sensor.month_peak_demand": "Month peak demand",
     "sensor.alarms": "Alarms",
     "sensor.next_demand_response_event": "Next demand-response event",
+    "sensor.peak_without_v2x": "Peak without V2X",
+    "sensor.demand_charge_saved_this_period": "Demand charge saved this period",
+    "sensor.last_event_delivery": "Last event delivery",
     "sensor.last_command": "Last command",
     "sensor.charger_c1_power": "C1 power",                  # migrated
     "number.demand_target_set": "Set demand target",         # migrated
@@ -244,6 +247,9 @@ def test_states_match_the_appliance_state(rig):
             eid("sensor.alarms"): len(st["alarms"]),
             TARGET: st["demand_target_kw"],
             SWITCH: "on" if st["v2x_paused"] else "off",
+            # The billing period's figures (the report's reckoning, live).
+            eid("sensor.peak_without_v2x"): st["period"]["peak_without_v2x_kw"],
+            eid("sensor.demand_charge_saved_this_period"): st["period"]["demand_charge_saved"],
         }
         return {k: (s[k]["state"], v) for k, v in want.items() if str(s[k]["state"]) != str(v)
                 and not (isinstance(v, float) and abs(float(s[k]["state"]) - v) < 0.01)}

@@ -215,6 +215,12 @@ def test_meter_readings_reach_the_controller(site):
         f"expected the state's meter entry to say role building_load, kw ≈ 123.456, got {m}")
     assert state.get("schema") == "microgrid-edge/state/1", f"expected schema microgrid-edge/state/1, got {state.get('schema')!r}"
     assert state.get("site") == "Example primary school (four electric buses)", f"expected the site's name, got {state.get('site')!r}"
+    # The billing period's figures, reckoned live as `microgrid-edge report` does (docs/reports.md).
+    period = state.get("period")
+    assert isinstance(period, dict) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(period.get("start"))), (
+        f"expected the state's period block with its first day, got {period!r}")
+    assert all(isinstance(period.get(k), (int, float)) for k in ("peak_kw", "peak_without_v2x_kw", "demand_charge_saved")), (
+        f"expected the period's peak, peak without V2X and saving as numbers, got {period}")
 
 
 def test_meter_units_paths_scale_and_roles(site, broker):

@@ -40,6 +40,8 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     public var records: RecordsView?
     /// The OpenADR VEN's link and events (nil: no VEN).
     public var openADR: OpenADRView?
+    /// The billing period's figures so far (nil: none reckoned yet).
+    public var period: PeriodFigures.View?
   }
 
   /// What panels see of the VEN: its link with the VTN and the events it sent.
@@ -103,6 +105,7 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     var records: RecordsView?
     var openADR: OpenADRView?
     var utilityEvents: [UtilityEvent] = []
+    var period: PeriodFigures.View?
   }
 
   public let site: SiteDescription
@@ -180,7 +183,7 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
     inner.withLock {
       View(
         overrides: $0.overrides, alarms: $0.alarms.listed, last: $0.last, commandsHandled: $0.commandsHandled,
-        records: $0.records, openADR: $0.openADR)
+        records: $0.records, openADR: $0.openADR, period: $0.period)
     }
   }
 
@@ -282,6 +285,11 @@ public final class SiteStatus: SnapshotOverlay, StepObserver {
   {
     let changes = inner.withLock { s in Self.set(&s, id, severity, message, active: active, at: now) }
     report(changes)
+  }
+
+  /// The billing period's figures so far, for panels.
+  public func updatePeriodFigures(_ view: PeriodFigures.View) {
+    inner.withLock { $0.period = view }
   }
 
   /// The outbox's and the upload's state, for panels.

@@ -81,6 +81,26 @@ struct HomeAssistantDiscovery {
     ]
     add("sensor", "demand_target", "Demand target", targetSensor)
     power("month_peak", "Month peak demand", "{{ value_json.month_peak_kw }}")
+    // The period's figures as `microgrid-edge report` reckons them (docs/reports.md).
+    power(
+      "period_peak_without_v2x", "Peak without V2X",
+      "{{ value_json.period.peak_without_v2x_kw if value_json.period else 'None' }}")
+    add(
+      "sensor", "period_saving", "Demand charge saved this period",
+      [
+        "state_topic": state, "unit_of_measurement": "USD", "device_class": "monetary",
+        "value_template": "{{ value_json.period.demand_charge_saved if value_json.period else 'None' }}",
+      ])
+    add(
+      "sensor", "last_event_delivery", "Last event delivery",
+      [
+        "state_topic": state, "unit_of_measurement": "kW", "device_class": "power", "state_class": "measurement",
+        "value_template":
+          "{{ value_json.period.last_event.mean_delivered_kw if value_json.period and value_json.period.last_event else 'None' }}",
+        "json_attributes_topic": state,
+        "json_attributes_template":
+          "{{ (value_json.period.last_event if value_json.period and value_json.period.last_event else {}) | tojson }}",
+      ])
     add(
       "sensor", "alarms", "Alarms",
       ["state_topic": state, "value_template": "{{ value_json.alarms | length }}", "icon": "mdi:alarm-light"])

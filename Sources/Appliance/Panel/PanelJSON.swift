@@ -100,6 +100,16 @@ enum PanelJSON {
     }
     if let records = view.records { body["records"] = recordsBody(records) }
     if let openADR = view.openADR { body["openadr"] = openADRBody(openADR) }
+    if let p = view.period {
+      body["period"] =
+        [
+          "start": p.periodStart, "peak_kw": round(p.peakKW), "peak_without_v2x_kw": round(p.peakWithoutV2XKW),
+          "demand_charge_saved": (p.demandChargeSaved * 100).rounded() / 100,
+          "last_event": p.lastEvent.map { e -> Any in
+            ["id": e.id, "mean_delivered_kw": round(e.meanDeliveredKW), "active": e.active] as [String: Any]
+          } ?? NSNull(),
+        ] as [String: Any]
+    }
     let comparable = text(body)
     body["time"] = isoUTC(last.wallTime)
     return StateBody(json: text(body), comparable: comparable)

@@ -128,9 +128,13 @@ public final class Recorder: StepObserver {
     let grid = PanelJSON.gridImport(step) ?? 0
 
     // What the site is, for reports read from the records alone: at the first step, at
-    // every local midnight and when the clock's offset from UTC changes (summer time).
+    // every local midnight and when the clock's offset from UTC changes (summer time; a
+    // quarter of an hour at least, so that a wall clock drifting against the loop's does
+    // not count).
     let offset = Int(((snap.localTime.seconds - now.timeIntervalSince1970) / 60).rounded()) * 60
-    if s.siteStated?.day != snap.localTime.dayNumber || s.siteStated?.offsetSeconds != offset {
+    if s.siteStated?.day != snap.localTime.dayNumber || abs((s.siteStated?.offsetSeconds ?? offset) - offset) >= 900
+      || s.siteStated == nil
+    {
       s.siteStated = (snap.localTime.dayNumber, offset)
       out.append(siteDraft(offsetSeconds: offset, at: now))
     }

@@ -54,7 +54,9 @@ public struct TelemetrySummary: TelemetrySummarizer {
       ("modes", "[" + modes.map(RecordJSON.string).joined(separator: ",") + "]"),
     ]
     let mean = Double(max(1, count))
-    for key in ["grid_kw", "building_kw", "served_kw", "ev_kw"] { if let v = sums[key] { members.append((key, n(v / mean, 2))) } }
+    for key in ["grid_kw", "building_kw", "served_kw", "ev_kw"] {
+      if let v = sums[key] { members.append((key, n(v / mean, 2))) }
+    }
     for key in ["grid_kw_max", "building_kw_max"] { if let v = maxima[key] { members.append((key, n(v, 2))) } }
     if let v = minima["grid_kw_min"] { members.append(("grid_kw_min", n(v, 2))) }
     for key in ["target_kw", "month_peak_kw"] {

@@ -8,6 +8,9 @@ public struct Report: Sendable {
   public var sites: [SiteReport]
   public var program: ProgramRollup
   var charts: [SiteCharts]
+  /// The range's local dates (a billing period's on the first site's cycle day).
+  public var from: String?
+  public var to: String?
 
   public struct Options: Sendable {
     public var range: ReportRange = .all
@@ -26,16 +29,19 @@ public struct Report: Sendable {
     var sites: [SiteReport] = []
     var charts: [SiteCharts] = []
     var events: [[EventReport]] = []
+    var cycleDay: Int?
     for source in sources {
       var acc = try SiteAccumulator.read(source, range: options.range)
+      cycleDay = cycleDay ?? acc.facts.billingCycleDay
       let result = acc.finish(day: options.day)
       sites.append(result.report)
       charts.append(result.charts)
       events.append(result.events)
     }
+    let (from, to) = options.range.describe(billingCycleDay: cycleDay ?? 1)
     return Report(
       generated: generated, range: options.range, sites: sites,
-      program: rollup(sites: sites, events: events, goalKW: options.goalKW), charts: charts)
+      program: rollup(sites: sites, events: events, goalKW: options.goalKW), charts: charts, from: from, to: to)
   }
 
   /// Per event id, the sites' deliveries added up (a site that opted out counts with what

@@ -46,6 +46,8 @@ struct SiteAccumulator {
     var unmanagedEV = 0.0
   }
   private var intervals: [Int: Interval] = [:]
+  private var currentKey: Int?
+  private var current = Interval()
   private var intervalSeconds = 900.0
   private var lastTelemetryUTC: Double?
 
@@ -91,13 +93,18 @@ struct SiteAccumulator {
   }
   private var sessions: [Session] = []
   private struct Plugged {
+    var charger: String
     var vehicle: String
+    var chargerBytes: [UInt8]
+    var vehicleBytes: [UInt8]
     var since: Double
     var arrivalKWh: Double
     var needKWh: Double?
     var lastKWh: Double
+    var reserveKWh: Double
+    var efficiency: Double
   }
-  private var plugged: [String: Plugged] = [:]
+  private var plugged: [Plugged?] = []
   /// Each vehicle's energy at the first telemetry of every local hour, for the chart.
   private var energySamples: [String: [(local: Double, kWh: Double)]] = [:]
   private var lastSampleHour = Int.min
@@ -193,37 +200,58 @@ struct SiteAccumulator {
     let utility = o.bool("utility") ?? true
     let served = o.number("served_kw")
 
-    // The chargers: who is plugged in, with how much.
+    // The chargers: who is plugged in, with how much. Kept by position in the array (the
+    // Recorder lists the site's chargers in order), so that a line costs no hashing.
     var evSum = 0.0
     var remaining = 0.0
     let hour = Int((local / 3600).rounded(.down))
     let sampleHour = hour != lastSampleHour
     if sampleHour { lastSampleHour = hour }
-    var seen: Set<String> = []
+    var index = 0
     forEachCharger(o) { c in
+      defer { index += 1 }
       evSum += c.kW ?? 0
-      guard let id = c.id else { return }
-      if let vehicle = c.vehicle, let kWh = c.energyKWh {
-        seen.insert(id)
-        if plugged[id]?.vehicle != vehicle {
-          plugged[id] = Plugged(vehicle: vehicle, since: utc, arrivalKWh: kWh, needKWh: c.needKWh, lastKWh: kWh)
-        }
-        plugged[id]!.lastKWh = kWh
-        if let n = c.needKWh { plugged[id]!.needKWh = n }
-        let reserve = facts.vehicles[vehicle]?.reserveKWh ?? 0
-        remaining += max(0, kWh - reserve) * (facts.chargers[id]?.efficiency ?? 1)
-        if sampleHour { energySamples[vehicle, default: []].append((local, kWh)) }
+      if index >= plugged.count { plugged.append(nil) }
+      guard let idRange = c.id, let vehicleRange = c.vehicle, let kWh = c.energyKWh else {
+        plugged[index] = nil
+        return
       }
+      // Names are compared as bytes; Strings are made only when a vehicle arrives.
+      guard var p = plugged[index], o.bytes(vehicleRange, equal: p.vehicleBytes),
+        o.bytes(idRange, equal: p.chargerBytes)
+      else {
+        let id = o.string(.string(idRange, escaped: false)) ?? ""
+        let vehicle = o.string(.string(vehicleRange, escaped: false)) ?? ""
+        plugged[index] = Plugged(
+          charger: id, vehicle: vehicle, chargerBytes: Array(o.bytes[idRange]),
+          vehicleBytes: Array(o.bytes[vehicleRange]),
+          since: utc, arrivalKWh: kWh, needKWh: c.needKWh, lastKWh: kWh,
+          reserveKWh: facts.vehicles[vehicle]?.reserveKWh ?? 0, efficiency: facts.chargers[id]?.efficiency ?? 1)
+        remaining += max(0, kWh - plugged[index]!.reserveKWh) * plugged[index]!.efficiency
+        if sampleHour { energySamples[vehicle, default: []].append((local, kWh)) }
+        return
+      }
+      p.lastKWh = kWh
+      if let n = c.needKWh { p.needKWh = n }
+      remaining += max(0, kWh - p.reserveKWh) * p.efficiency
+      if sampleHour { energySamples[p.vehicle, default: []].append((local, kWh)) }
+      plugged[index] = p
     }
-    if plugged.count != seen.count { plugged = plugged.filter { seen.contains($0.key) } }
+    if index < plugged.count { for i in index..<plugged.count { plugged[i] = nil } }
     let ev = o.number("ev_kw") ?? evSum
 
+    // Into the demand interval: the one under way is kept aside, not looked up per line.
     let key = Int((local / intervalSeconds).rounded(.down))
-    intervals[key, default: Interval()].weight += weight
-    intervals[key]!.grid += grid * weight
-    intervals[key]!.building += building * weight
-    intervals[key]!.withoutV2X += (utility ? building : 0) * weight
-    intervals[key]!.ev += ev * weight
+    if key != currentKey {
+      closeCurrentInterval()
+      currentKey = key
+      current = intervals[key] ?? Interval()
+    }
+    current.weight += weight
+    current.grid += grid * weight
+    current.building += building * weight
+    current.withoutV2X += (utility ? building : 0) * weight
+    current.ev += ev * weight
 
     // The utility's presence, when no event said it (the first record, a lost event).
     if !utility && outages.last.map({ $0.end != nil }) ?? true { outages.append(Outage(start: utc)) }
@@ -248,9 +276,14 @@ struct SiteAccumulator {
     }
   }
 
-  private struct ChargerFields {
-    var id: String?
-    var vehicle: String?
+  private mutating func closeCurrentInterval() {
+    if let k = currentKey { intervals[k] = current }
+  }
+
+  struct ChargerFields: DefaultInitializable {
+    /// The names' bytes (between the quotes) in the line.
+    var id: Range<Int>?
+    var vehicle: Range<Int>?
     var energyKWh: Double?
     var needKWh: Double?
     var kW: Double?
@@ -260,12 +293,25 @@ struct SiteAccumulator {
   private func forEachCharger(_ o: JSONObjectView, _ body: (ChargerFields) -> Void) {
     guard case .array(let r)? = o["chargers"] else { return }
     var scanner = JSONScanner(bytes: o.bytes, position: r.lowerBound, end: r.upperBound)
-    try? scanner.arrayElements { token in
-      guard case .object(let range) = token, let c = try? JSONObjectView(bytes: o.bytes, range: range) else { return }
-      body(
-        ChargerFields(
-          id: c.string("id"), vehicle: c.string("vehicle"), energyKWh: c.number("energy_kwh"),
-          needKWh: c.number("need_kwh"), kW: c.number("kw")))
+    // One pass over each charger's members, no view built: this runs on every line.
+    try? scanner.objectsInArray { key, value, c in
+      if case .string(let r, false) = value {
+        if o.key(key, is: "id") {
+          c.id = r
+        } else if o.key(key, is: "vehicle") {
+          c.vehicle = r
+        }
+      } else if case .number(let v) = value {
+        if o.key(key, is: "kw") {
+          c.kW = v
+        } else if o.key(key, is: "energy_kwh") {
+          c.energyKWh = v
+        } else if o.key(key, is: "need_kwh") {
+          c.needKWh = v
+        }
+      }
+    } element: {
+      body($0)
     }
   }
 
@@ -371,12 +417,14 @@ struct SiteAccumulator {
       problem("\(source): seqs \(g.from)–\(g.to) are missing (\(g.count) records lost); figures may be low")
     }
 
+    closeCurrentInterval()
+    currentKey = nil
     // Vehicles still plugged in: charged on arrival until the records end.
-    for (charger, p) in plugged {
+    for case let p? in plugged {
       guard let need = p.needKWh, let end = lastTelemetryUTC else { continue }
       sessions.append(
         Session(
-          vehicle: p.vehicle, charger: charger, pluggedIn: p.since, unplugged: end, arrivalKWh: p.arrivalKWh,
+          vehicle: p.vehicle, charger: p.charger, pluggedIn: p.since, unplugged: end, arrivalKWh: p.arrivalKWh,
           departureKWh: p.lastKWh, needKWh: need, chargedKWh: 0, dischargedKWh: 0, open: true))
     }
     // Charge-on-arrival, interval by interval.
@@ -411,7 +459,8 @@ struct SiteAccumulator {
       let endLocal = min(Double(ReportRange.nextMonth(p).dayNumber) * 86_400, bounds.to)
       starts[p] = (startLocal, endLocal)
       var r = PeriodReport(
-        period: "\(p.year)-\(RecordTime.two(p.month))", from: RecordTime.local(startLocal), to: RecordTime.local(endLocal))
+        period: "\(p.year)-\(RecordTime.two(p.month))", from: RecordTime.local(startLocal),
+        to: RecordTime.local(endLocal))
       r.intervalsInSpan = Int(((endLocal - startLocal) / intervalSeconds).rounded())
       r.demandChargePerKWMonth = facts.demandChargePerKWMonth
       return r
@@ -525,7 +574,9 @@ struct SiteAccumulator {
     var charts = SiteCharts()
     charts.intervalSeconds = intervalSeconds
     let chosenDay =
-      day ?? eventReports.first.map { LocalTime(seconds: (RecordTime.parseMS($0.start).map { Double($0) / 1000 } ?? 0) + offset).date }
+      day ?? eventReports.first.map {
+        LocalTime(seconds: (RecordTime.parseMS($0.start).map { Double($0) / 1000 } ?? 0) + offset).date
+      }
       ?? series.max(by: { $0.grid < $1.grid }).map { LocalTime(seconds: $0.local).date }
     if let chosenDay {
       charts.day = chosenDay

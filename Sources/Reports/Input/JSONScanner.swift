@@ -34,7 +34,7 @@ struct JSONObjectView {
     self.bytes = bytes
     var scanner = JSONScanner(bytes: bytes, position: range?.lowerBound ?? 0, end: range?.upperBound ?? bytes.count)
     scanner.skipSpace()
-    members.reserveCapacity(16)
+    members.reserveCapacity(32)
     try scanner.objectMembers { key, value in members.append((key, value)) }
     scanner.skipSpace()
     guard scanner.position == scanner.end else {
@@ -44,11 +44,22 @@ struct JSONObjectView {
 
   /// The value of member `key` (an ASCII name), nil when absent.
   subscript(key: StaticString) -> JSONToken? {
-    let k = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
-    for m in members where m.key.count == k.count {
-      if memcmp(bytes.baseAddress! + m.key.lowerBound, k.baseAddress!, k.count) == 0 { return m.value }
-    }
+    for m in members where self.key(m.key, is: key) { return m.value }
     return nil
+  }
+
+  /// Whether the bytes at `range` are `other`.
+  @inline(__always) func bytes(_ range: Range<Int>, equal other: [UInt8]) -> Bool {
+    guard range.count == other.count else { return false }
+    guard !other.isEmpty else { return true }
+    return other.withUnsafeBytes { memcmp(bytes.baseAddress! + range.lowerBound, $0.baseAddress!, range.count) == 0 }
+  }
+
+  /// Whether the name at `range` is `name`: the length and first byte before the rest.
+  @inline(__always) func key(_ range: Range<Int>, is name: StaticString) -> Bool {
+    let n = name.utf8CodeUnitCount
+    guard range.count == n, n > 0, bytes[range.lowerBound] == name.utf8Start.pointee else { return false }
+    return memcmp(bytes.baseAddress! + range.lowerBound, name.utf8Start, n) == 0
   }
 
   func number(_ key: StaticString) -> Double? {
@@ -99,6 +110,9 @@ struct JSONObjectView {
   }
 }
 
+/// What `objectsInArray` fills, one per object.
+protocol DefaultInitializable { init() }
+
 /// A byte-level JSON reader: RFC 8259 grammar, numbers read as Double.
 struct JSONScanner {
   let bytes: UnsafeRawBufferPointer
@@ -148,6 +162,39 @@ struct JSONScanner {
     }
   }
 
+  /// For `[{...}, ...]` from the current position: each object's members go to `member`
+  /// with a fresh `T`, which `element` then receives. Elements that are not objects are
+  /// skipped.
+  mutating func objectsInArray<T: DefaultInitializable>(
+    _ member: (Range<Int>, JSONToken, inout T) -> Void, element: (T) -> Void
+  ) throws(JSONScanError) {
+    guard peek() == UInt8(ascii: "[") else { throw fail("expected an array") }
+    position += 1
+    skipSpace()
+    if peek() == UInt8(ascii: "]") {
+      position += 1
+      return
+    }
+    while true {
+      skipSpace()
+      if peek() == UInt8(ascii: "{") {
+        var t = T()
+        try objectMembers { key, value in member(key, value, &t) }
+        element(t)
+      } else {
+        _ = try value()
+      }
+      skipSpace()
+      switch peek() {
+      case UInt8(ascii: ","): position += 1
+      case UInt8(ascii: "]"):
+        position += 1
+        return
+      default: throw fail("expected ',' or ']'")
+      }
+    }
+  }
+
   mutating func arrayElements(_ element: (JSONToken) -> Void) throws(JSONScanError) {
     guard peek() == UInt8(ascii: "[") else { throw fail("expected an array") }
     position += 1
@@ -174,19 +221,40 @@ struct JSONScanner {
     guard let c = peek() else { throw fail("expected a value") }
     switch c {
     case UInt8(ascii: "\""): return try string()
-    case UInt8(ascii: "{"):
+    case UInt8(ascii: "{"), UInt8(ascii: "["):
+      // A nested value is only delimited here (strings and brackets), and read when asked
+      // for: most lines' arrays are read once, not twice.
       let start = position
-      try objectMembers { _, _ in }
-      return .object(start..<position)
-    case UInt8(ascii: "["):
-      let start = position
-      try arrayElements { _ in }
-      return .array(start..<position)
+      try skipContainer()
+      return c == UInt8(ascii: "{") ? .object(start..<position) : .array(start..<position)
     case UInt8(ascii: "t"): return try literal("true", .bool(true))
     case UInt8(ascii: "f"): return try literal("false", .bool(false))
     case UInt8(ascii: "n"): return try literal("null", .null)
     default: return try number()
     }
+  }
+
+  /// Past the `{...}` or `[...]` that starts here, brackets balanced outside strings.
+  private mutating func skipContainer() throws(JSONScanError) {
+    var depth = 0
+    while position < end {
+      let c = bytes[position]
+      switch c {
+      case UInt8(ascii: "\""):
+        _ = try string()
+        continue
+      case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+      case UInt8(ascii: "}"), UInt8(ascii: "]"):
+        depth -= 1
+        if depth == 0 {
+          position += 1
+          return
+        }
+      default: break
+      }
+      position += 1
+    }
+    throw fail("the line ends inside a value")
   }
 
   private mutating func literal(_ word: StaticString, _ token: JSONToken) throws(JSONScanError) -> JSONToken {
@@ -202,20 +270,24 @@ struct JSONScanner {
     position += 1  // the opening quote
     let start = position
     var escaped = false
-    while position < end {
-      let c = bytes[position]
-      if c == UInt8(ascii: "\"") {
-        let r = start..<position
-        position += 1
-        return .string(r, escaped: escaped)
+    let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+    var p = position
+    while p < end {
+      let c = base[p]
+      if c == 0x22 {  // "
+        position = p + 1
+        return .string(start..<p, escaped: escaped)
       }
-      if c == UInt8(ascii: "\\") {
+      if c == 0x5C {  // \
         escaped = true
-        position += 2
+        p += 2
         continue
       }
-      if c < 0x20 { throw fail("a control character inside a string") }
-      position += 1
+      if c < 0x20 {
+        position = p
+        throw fail("a control character inside a string")
+      }
+      p += 1
     }
     position = end
     throw fail("a string that does not end")

@@ -16,9 +16,11 @@ enum ReportPage {
       <h1>What V2X did for the building</h1>
 
       """
-    let (from, to) = report.range.describe(billingCycleDay: 1)
-    page += "<p class=\"meta\">Generated \(HTML.escape(RecordTime.iso(ms: Int64(report.generated.timeIntervalSince1970 * 1000))))"
-    page += from.map { " · from \(HTML.escape($0)) to \(HTML.escape(to ?? "")) (local, end exclusive)" } ?? " · all records"
+    let (from, to) = (report.from, report.to)
+    page +=
+      "<p class=\"meta\">Generated \(HTML.escape(RecordTime.iso(ms: Int64(report.generated.timeIntervalSince1970 * 1000))))"
+    page +=
+      from.map { " · from \(HTML.escape($0)) to \(HTML.escape(to ?? "")) (local, end exclusive)" } ?? " · all records"
     page += " · \(report.sites.count) site\(report.sites.count == 1 ? "" : "s")</p>\n"
     if report.sites.count > 1 || !report.program.events.isEmpty { page += program(report) }
     for (site, charts) in zip(report.sites, report.charts) { page += section(site, charts) }
@@ -33,11 +35,13 @@ enum ReportPage {
     let p = report.program
     var s = "<section class=\"program\"><h2>The program: all sites together</h2>\n"
     if !p.flaggedSites.isEmpty {
-      s += "<p class=\"warn\">Records are missing for \(p.flaggedSites.map(HTML.escape).joined(separator: ", ")): "
+      s +=
+        "<p class=\"warn\">Records are missing for \(p.flaggedSites.map(HTML.escape).joined(separator: ", ")): "
         + "their figures may be low and are marked ⚠.</p>\n"
     }
     if !p.events.isEmpty {
-      var chart = SVGChart(kind: "program", title: "Delivered across sites per event against the \(Int(p.goalKW)) kW goal")
+      var chart = SVGChart(
+        kind: "program", title: "Delivered across sites per event against the \(Int(p.goalKW)) kW goal")
       chart.xMin = 0
       chart.xMax = Double(p.events.count)
       chart.fitY(p.events.map(\.totalKW) + [p.goalKW])
@@ -49,12 +53,15 @@ enum ReportPage {
       }
       chart.hline(p.goalKW, cls: "goal", label: "goal \(Int(p.goalKW)) kW")
       s += chart.svg(legend: [("delivered", "delivered (kW)"), ("met", "goal met")])
-      s += "<table><tr><th>event</th><th>start (UTC)</th><th>end</th><th>total kW</th><th>goal met</th><th>by site</th></tr>\n"
+      s +=
+        "<table><tr><th>event</th><th>start (UTC)</th><th>end</th><th>total kW</th><th>goal met</th><th>by site</th></tr>\n"
       for e in p.events {
         let flagged = e.flaggedSites.isEmpty ? "" : " ⚠ incomplete: \(e.flaggedSites.joined(separator: ", "))"
-        s += "<tr><td>\(HTML.escape(e.id))</td><td>\(e.start)</td><td>\(e.end)</td><td class=\"num\">\(fmt(e.totalKW))</td>"
+        s +=
+          "<tr><td>\(HTML.escape(e.id))</td><td>\(e.start)</td><td>\(e.end)</td><td class=\"num\">\(fmt(e.totalKW))</td>"
           + "<td>\(e.goalMet ? "yes" : "no")</td><td>"
-          + HTML.escape(e.sites.sorted { $0.key < $1.key }.map { "\($0.key) \(fmt($0.value))" }.joined(separator: " · "))
+          + HTML.escape(
+            e.sites.sorted { $0.key < $1.key }.map { "\($0.key) \(fmt($0.value))" }.joined(separator: " · "))
           + HTML.escape(flagged) + "</td></tr>\n"
       }
       s += "</table>\n"
@@ -64,16 +71,19 @@ enum ReportPage {
     if !p.optedOut.isEmpty {
       s += "<table><tr><th>site</th><th>event</th><th>why</th></tr>\n"
       for o in p.optedOut {
-        s += "<tr><td>\(HTML.escape(o.site))</td><td>\(HTML.escape(o.event))</td><td>\(HTML.escape(o.reason))</td></tr>\n"
+        s +=
+          "<tr><td>\(HTML.escape(o.site))</td><td>\(HTML.escape(o.event))</td><td>\(HTML.escape(o.reason))</td></tr>\n"
       }
       s += "</table>\n"
     }
-    s += "<table><tr><th>site</th><th>periods</th><th>demand charge saved</th><th>events</th><th>mean kW per event</th>"
+    s +=
+      "<table><tr><th>site</th><th>periods</th><th>demand charge saved</th><th>events</th><th>mean kW per event</th>"
       + "<th>outages</th><th>departures missed</th><th>records</th></tr>\n"
     for site in report.sites {
       let events = site.periods.flatMap(\.events)
       let mean = events.isEmpty ? 0 : events.reduce(0) { $0 + $1.meanDeliveredKW } / Double(events.count)
-      s += "<tr><td>\(HTML.escape(site.site))\(site.flagged ? " ⚠" : "")</td><td class=\"num\">\(site.periods.count)</td>"
+      s +=
+        "<tr><td>\(HTML.escape(site.site))\(site.flagged ? " ⚠" : "")</td><td class=\"num\">\(site.periods.count)</td>"
         + "<td class=\"num\">\(money(site.periods.reduce(0) { $0 + $1.demandChargeSaved }))</td>"
         + "<td class=\"num\">\(events.count)</td><td class=\"num\">\(fmt(mean))</td>"
         + "<td class=\"num\">\(site.periods.reduce(0) { $0 + $1.outages.count })</td>"
@@ -90,22 +100,28 @@ enum ReportPage {
     s += site.name != nil && site.name != site.site ? " <small>(\(HTML.escape(site.site)))</small>" : ""
     s += "</h2>\n"
     if site.flagged {
-      s += "<p class=\"warn\">⚠ Records are missing: "
+      s +=
+        "<p class=\"warn\">⚠ Records are missing: "
         + site.seqGaps.map { "seq \($0.from)–\($0.to) (\($0.count))" }.joined(separator: ", ")
         + ". Figures that depend on them may be low; nothing missing is counted as zero delivered.</p>\n"
     }
     if !site.problems.isEmpty {
-      s += "<details class=\"problems\"><summary>\(site.problems.count) problem\(site.problems.count == 1 ? "" : "s") "
+      s +=
+        "<details class=\"problems\"><summary>\(site.problems.count) problem\(site.problems.count == 1 ? "" : "s") "
         + "with the records</summary><ul>"
         + site.problems.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul></details>\n"
     }
     guard !site.periods.isEmpty else { return s + "<p>No records in this range.</p></section>\n" }
     s += peaksChart(site)
-    s += "<table><tr><th>period</th><th>peak with V2X</th><th>without V2X</th><th>building alone</th>"
+    s +=
+      "<table><tr><th>period</th><th>peak with V2X</th><th>without V2X</th><th>building alone</th>"
       + "<th>demand charge saved</th><th>events</th><th>outages</th><th>departures met / missed</th></tr>\n"
     for p in site.periods {
-      let partial = p.intervalsMeasured < p.intervalsInSpan ? " <span class=\"note\">(\(p.intervalsMeasured) of \(p.intervalsInSpan) intervals recorded)</span>" : ""
-      s += "<tr><td>\(p.period)\(partial)</td><td class=\"num\">\(fmt(p.peakKW)) kW</td>"
+      let partial =
+        p.intervalsMeasured < p.intervalsInSpan
+        ? " <span class=\"note\">(\(p.intervalsMeasured) of \(p.intervalsInSpan) intervals recorded)</span>" : ""
+      s +=
+        "<tr><td>\(p.period)\(partial)</td><td class=\"num\">\(fmt(p.peakKW)) kW</td>"
         + "<td class=\"num\">\(fmt(p.peakWithoutV2XKW)) kW</td><td class=\"num\">\(fmt(p.buildingPeakKW)) kW</td>"
         + "<td class=\"num\">\(money(p.demandChargeSaved))</td><td class=\"num\">\(p.events.count)</td>"
         + "<td class=\"num\">\(p.outages.count)</td><td class=\"num\">\(p.departuresMet) / \(p.departuresMissed.count)</td></tr>\n"
@@ -114,10 +130,12 @@ enum ReportPage {
 
     let events = site.periods.flatMap(\.events)
     if !events.isEmpty {
-      s += "<h3>Demand-response events</h3>\n<table><tr><th>event</th><th>source</th><th>start (UTC)</th>"
+      s +=
+        "<h3>Demand-response events</h3>\n<table><tr><th>event</th><th>source</th><th>start (UTC)</th>"
         + "<th>end</th><th>mean delivered</th><th>expected payment</th><th>opted out</th></tr>\n"
       for e in events {
-        s += "<tr><td>\(HTML.escape(e.id))</td><td>\(HTML.escape(e.source))</td>"
+        s +=
+          "<tr><td>\(HTML.escape(e.id))</td><td>\(HTML.escape(e.source))</td>"
           + "<td>\(e.start)</td><td>\(e.end)</td><td class=\"num\">\(fmt(e.meanDeliveredKW)) kW</td>"
           + "<td class=\"num\">\(money(e.expectedPayment))</td>"
           + "<td>\(e.optedOut ? "yes: " + HTML.escape(e.optReason ?? "no reason given") : "no")</td></tr>\n"
@@ -130,10 +148,12 @@ enum ReportPage {
 
     let outages = site.periods.flatMap(\.outages)
     if !outages.isEmpty {
-      s += "<h3>Outages</h3>\n<table><tr><th>start (UTC)</th><th>end</th><th>hours</th><th>critical load carried</th>"
+      s +=
+        "<h3>Outages</h3>\n<table><tr><th>start (UTC)</th><th>end</th><th>hours</th><th>critical load carried</th>"
         + "<th>left unserved</th><th>vehicles' energy used</th><th>could have carried on for</th></tr>\n"
       for o in outages {
-        s += "<tr><td>\(o.start)</td><td>\(o.end ?? "still out")</td><td class=\"num\">\(fmt(o.hours, 2))</td>"
+        s +=
+          "<tr><td>\(o.start)</td><td>\(o.end ?? "still out")</td><td class=\"num\">\(fmt(o.hours, 2))</td>"
           + "<td class=\"num\">\(fmt(o.criticalLoadKWh)) kWh</td><td class=\"num\">\(fmt(o.criticalUnservedKWh)) kWh</td>"
           + "<td class=\"num\">\(fmt(o.vehicleEnergyKWh)) kWh</td>"
           + "<td class=\"num\">\(o.couldHaveCarriedHours.map { fmt($0, 1) + " h" } ?? "–")</td></tr>\n"
@@ -143,11 +163,13 @@ enum ReportPage {
 
     s += "<h3>Vehicles</h3>\n<div class=\"charts\">\n"
     for v in charts.vehicleEnergy where !v.lines.isEmpty { s += vehicleChart(v) }
-    s += "</div>\n<table><tr><th>period</th><th>vehicle</th><th>sessions</th><th>charged</th><th>discharged</th>"
+    s +=
+      "</div>\n<table><tr><th>period</th><th>vehicle</th><th>sessions</th><th>charged</th><th>discharged</th>"
       + "<th>battery throughput</th><th>equivalent full cycles</th></tr>\n"
     for p in site.periods {
       for v in p.vehicles {
-        s += "<tr><td>\(p.period)</td><td>\(HTML.escape(v.vehicle))</td><td class=\"num\">\(v.sessions)</td>"
+        s +=
+          "<tr><td>\(p.period)</td><td>\(HTML.escape(v.vehicle))</td><td class=\"num\">\(v.sessions)</td>"
           + "<td class=\"num\">\(fmt(v.chargedKWh)) kWh</td><td class=\"num\">\(fmt(v.dischargedKWh)) kWh</td>"
           + "<td class=\"num\">\(fmt(v.throughputKWh)) kWh</td>"
           + "<td class=\"num\">\(v.equivalentFullCycles.map { fmt($0, 2) } ?? "–")</td></tr>\n"
@@ -160,7 +182,8 @@ enum ReportPage {
     if !missed.isEmpty {
       s += "<table><tr><th>vehicle</th><th>left (UTC)</th><th>needed</th><th>had</th><th>short</th><th>why</th></tr>\n"
       for (_, d) in missed {
-        s += "<tr><td>\(HTML.escape(d.vehicle))</td><td>\(d.time)</td><td class=\"num\">\(fmt(d.needKWh)) kWh</td>"
+        s +=
+          "<tr><td>\(HTML.escape(d.vehicle))</td><td>\(d.time)</td><td class=\"num\">\(fmt(d.needKWh)) kWh</td>"
           + "<td class=\"num\">\(fmt(d.energyKWh)) kWh</td><td class=\"num\">\(fmt(d.shortKWh)) kWh</td>"
           + "<td>\(HTML.escape(d.cause))</td></tr>\n"
       }
@@ -197,7 +220,8 @@ enum ReportPage {
     chart.band(x0: e.windowStart, x1: e.windowEnd, cls: "window", label: "event window")
     for i in e.intervals {
       chart.rect(
-        x0: i.local, x1: i.local + interval * 0.92, y0: 0, y1: i.deliveredKW, cls: i.deliveredKW >= 0 ? "v2x" : "charge",
+        x0: i.local, x1: i.local + interval * 0.92, y0: 0, y1: i.deliveredKW,
+        cls: i.deliveredKW >= 0 ? "v2x" : "charge",
         tip: "\(RecordTime.local(i.local)): \(fmt(i.deliveredKW)) kW")
     }
     chart.hline(e.deliveredKW, cls: "mean", label: "mean \(fmt(e.deliveredKW)) kW")

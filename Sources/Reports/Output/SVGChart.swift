@@ -43,22 +43,26 @@ struct SVGChart {
   mutating func rect(x0: Double, x1: Double, y0: Double, y1: Double, cls: String, tip: String? = nil) {
     let top = min(y(y0), y(y1))
     let h = abs(y(y0) - y(y1))
-    body += "<rect class=\"\(cls)\" x=\"\(f(x(x0)))\" y=\"\(f(top))\" width=\"\(f(max(0.5, x(x1) - x(x0))))\" "
+    body +=
+      "<rect class=\"\(cls)\" x=\"\(f(x(x0)))\" y=\"\(f(top))\" width=\"\(f(max(0.5, x(x1) - x(x0))))\" "
       + "height=\"\(f(max(0.5, h)))\">\(tip.map { "<title>\(HTML.escape($0))</title>" } ?? "")</rect>"
   }
 
   mutating func band(x0: Double, x1: Double, cls: String, label: String? = nil) {
-    body += "<rect class=\"\(cls)\" x=\"\(f(x(x0)))\" y=\"\(f(margin.top))\" width=\"\(f(max(1, x(x1) - x(x0))))\" "
+    body +=
+      "<rect class=\"\(cls)\" x=\"\(f(x(x0)))\" y=\"\(f(margin.top))\" width=\"\(f(max(1, x(x1) - x(x0))))\" "
       + "height=\"\(f(plotHeight))\"/>"
     if let label {
-      body += "<text class=\"band-label\" x=\"\(f(x(x0) + 3))\" y=\"\(f(margin.top + 12))\">\(HTML.escape(label))</text>"
+      body +=
+        "<text class=\"band-label\" x=\"\(f(x(x0) + 3))\" y=\"\(f(margin.top + 12))\">\(HTML.escape(label))</text>"
     }
   }
 
   mutating func polyline(_ points: [(Double, Double)], cls: String, tip: String? = nil) {
     guard !points.isEmpty else { return }
     let p = points.map { "\(f(x($0.0))),\(f(y($0.1)))" }.joined(separator: " ")
-    body += "<polyline class=\"\(cls)\" points=\"\(p)\">\(tip.map { "<title>\(HTML.escape($0))</title>" } ?? "")</polyline>"
+    body +=
+      "<polyline class=\"\(cls)\" points=\"\(p)\">\(tip.map { "<title>\(HTML.escape($0))</title>" } ?? "")</polyline>"
   }
 
   /// A filled area between two curves sampled at the same x.
@@ -71,16 +75,19 @@ struct SVGChart {
   }
 
   mutating func hline(_ v: Double, cls: String, label: String? = nil) {
-    body += "<line class=\"\(cls)\" x1=\"\(f(margin.left))\" x2=\"\(f(margin.left + plotWidth))\" "
+    body +=
+      "<line class=\"\(cls)\" x1=\"\(f(margin.left))\" x2=\"\(f(margin.left + plotWidth))\" "
       + "y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\"/>"
     if let label {
-      body += "<text class=\"line-label\" x=\"\(f(margin.left + plotWidth - 4))\" y=\"\(f(y(v) - 4))\" "
+      body +=
+        "<text class=\"line-label\" x=\"\(f(margin.left + plotWidth - 4))\" y=\"\(f(y(v) - 4))\" "
         + "text-anchor=\"end\">\(HTML.escape(label))</text>"
     }
   }
 
   mutating func xLabel(_ v: Double, _ text: String) {
-    body += "<text class=\"tick\" x=\"\(f(x(v)))\" y=\"\(f(margin.top + plotHeight + 16))\" "
+    body +=
+      "<text class=\"tick\" x=\"\(f(x(v)))\" y=\"\(f(margin.top + plotHeight + 16))\" "
       + "text-anchor=\"middle\">\(HTML.escape(text))</text>"
   }
 
@@ -90,13 +97,16 @@ struct SVGChart {
     let step = Self.niceStep((yMax - yMin) / 5)
     var v = yMin
     while v <= yMax + step / 2 {
-      axes += "<line class=\"gridline\" x1=\"\(f(margin.left))\" x2=\"\(f(margin.left + plotWidth))\" "
+      axes +=
+        "<line class=\"gridline\" x1=\"\(f(margin.left))\" x2=\"\(f(margin.left + plotWidth))\" "
         + "y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\"/>"
-      axes += "<text class=\"tick\" x=\"\(f(margin.left - 6))\" y=\"\(f(y(v) + 4))\" text-anchor=\"end\">"
+      axes +=
+        "<text class=\"tick\" x=\"\(f(margin.left - 6))\" y=\"\(f(y(v) + 4))\" text-anchor=\"end\">"
         + "\(Self.label(v))</text>"
       v += step
     }
-    axes += "<text class=\"tick\" x=\"\(f(margin.left - 6))\" y=\"\(f(margin.top - 10))\" text-anchor=\"end\">"
+    axes +=
+      "<text class=\"tick\" x=\"\(f(margin.left - 6))\" y=\"\(f(margin.top - 10))\" text-anchor=\"end\">"
       + "\(HTML.escape(yUnit))</text>"
     var keys = ""
     var lx = margin.left

@@ -168,34 +168,23 @@ struct JSONScanner {
   mutating func objectsInArray<T: DefaultInitializable>(
     _ member: (Range<Int>, JSONToken, inout T) -> Void, element: (T) -> Void
   ) throws(JSONScanError) {
-    guard peek() == UInt8(ascii: "[") else { throw fail("expected an array") }
-    position += 1
-    skipSpace()
-    if peek() == UInt8(ascii: "]") {
-      position += 1
-      return
-    }
-    while true {
-      skipSpace()
-      if peek() == UInt8(ascii: "{") {
+    try eachElement { (scanner: inout JSONScanner) throws(JSONScanError) in
+      if scanner.peek() == UInt8(ascii: "{") {
         var t = T()
-        try objectMembers { key, value in member(key, value, &t) }
+        try scanner.objectMembers { key, value in member(key, value, &t) }
         element(t)
       } else {
-        _ = try value()
-      }
-      skipSpace()
-      switch peek() {
-      case UInt8(ascii: ","): position += 1
-      case UInt8(ascii: "]"):
-        position += 1
-        return
-      default: throw fail("expected ',' or ']'")
+        _ = try scanner.value()
       }
     }
   }
 
   mutating func arrayElements(_ element: (JSONToken) -> Void) throws(JSONScanError) {
+    try eachElement { (scanner: inout JSONScanner) throws(JSONScanError) in element(try scanner.value()) }
+  }
+
+  /// `[ e, ... ]` from the current position: `read` consumes each element.
+  private mutating func eachElement(_ read: (inout JSONScanner) throws(JSONScanError) -> Void) throws(JSONScanError) {
     guard peek() == UInt8(ascii: "[") else { throw fail("expected an array") }
     position += 1
     skipSpace()
@@ -205,7 +194,7 @@ struct JSONScanner {
     }
     while true {
       skipSpace()
-      element(try value())
+      try read(&self)
       skipSpace()
       switch peek() {
       case UInt8(ascii: ","): position += 1

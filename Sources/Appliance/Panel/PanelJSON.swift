@@ -99,7 +99,7 @@ enum PanelJSON {
       ]
     }
     if let records = view.records { body["records"] = recordsBody(records) }
-    if let openADR = view.openADR { body["openadr"] = openADRBody(openADR) }
+    if let openADR = view.openADR { body["openadr"] = openADRBody(openADR, now: last.wallTime) }
     if let p = view.period {
       body["period"] =
         [
@@ -116,14 +116,21 @@ enum PanelJSON {
   }
 
   /// The VEN's link with the utility's VTN and the events it sent, with the site's answers.
-  static func openADRBody(_ v: SiteStatus.OpenADRView) -> [String: Any] {
-    [
+  /// An event's status is told at the state's time, not at the VEN's last poll (up to a
+  /// poll interval ago): an event that has begun shows active from its first second.
+  static func openADRBody(_ v: SiteStatus.OpenADRView, now: Date) -> [String: Any] {
+    func status(_ e: SiteStatus.OpenADRView.Event) -> String {
+      guard e.status == "far" || e.status == "near" || e.status == "active" else { return e.status }
+      if e.end > e.start && now >= e.end { return "completed" }
+      return now >= e.start ? "active" : e.status
+    }
+    return [
       "link": v.link, "ven_id": v.venID as Any? ?? NSNull(), "vtn_id": v.vtnID as Any? ?? NSNull(),
       "last_contact": v.lastContact.map { isoUTC($0) as Any } ?? NSNull(),
       "last_error": v.lastError as Any? ?? NSNull(),
       "events": v.events.map { e -> [String: Any] in
         [
-          "id": e.id, "modification": e.modificationNumber, "status": e.status, "start": isoUTC(e.start),
+          "id": e.id, "modification": e.modificationNumber, "status": status(e), "start": isoUTC(e.start),
           "end": isoUTC(e.end), "opt": e.opt, "reason": e.reason as Any? ?? NSNull(), "asks": e.asks,
           "requested_kw": e.requestedKW.map { round($0) as Any } ?? NSNull(), "test": e.testEvent,
         ]

@@ -212,7 +212,7 @@ let package = Package(
       ]
     ),
     .testTarget(name: "ControlTests", dependencies: ["SiteModel", "Control", "TestKit"]),
-    .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation"]),
+    .testTarget(name: "SimulationTests", dependencies: ["SiteModel", "Control", "SiteFiles", "Simulation", "TestKit"]),
     .testTarget(
       name: "ApplianceTests",
       dependencies: [

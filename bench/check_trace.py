@@ -20,6 +20,10 @@ from datetime import datetime, timedelta
 TOL_KW = 0.002        # two rounded terms of half a milli-unit each
 TOL_KWH = 0.003       # three rounded terms in an interval's energy balance
 ENTER_SERVICE_DELAY_MIN = 5  # IEEE 1547-2018 default: the island may stay up this long after an outage
+# After that wait, the switch's confirmation and the step that recloses it (a minute each at
+# the simulator's step): a controller that obeys the wait charges nothing until then, so a
+# departure's reachable energy counts no charging in them.
+RECLOSE_MIN = 2
 
 
 def load_scenario(directory):
@@ -125,7 +129,9 @@ def check(scenario_dir, trace_dir):
         c = chargers.get(s["charger"])
         rows_v = by_vehicle.get(s["vehicle"], {})
         e = s["arrive_kwh"]
-        best = s["arrive_kwh"]   # the most it could hold: full power whenever the grid is up
+        # The most it could hold: full power whenever the grid is up and the building could be
+        # back on it (not in the enter-service wait and reclosing after an outage).
+        best = s["arrive_kwh"]
         floor = min(v["reserve_kwh"], s["arrive_kwh"])
         end = min(s["depart"], n * step)
         for m in range(s["arrive"], end, step):
@@ -152,7 +158,10 @@ def check(scenario_dir, trace_dir):
             if dis > TOL_KWH and energy < floor - TOL_KWH and not (in_outage(m) or after_outage(m)):
                 violations.append(f"{where}: discharged to {energy} kWh, below its reserve {floor}")
             if not in_outage(m):
-                best = min(v["battery_kwh"], best + c["max_charge_kw"] * hours * c["efficiency"])
+                share = 1.0
+                if after_outage(m):
+                    share = max(0.0, (step - ENTER_SERVICE_DELAY_MIN - RECLOSE_MIN) / step)
+                best = min(v["battery_kwh"], best + c["max_charge_kw"] * hours * c["efficiency"] * share)
             ev_from_vehicles[m] = ev_from_vehicles.get(m, 0.0) + (ch - dis) / hours
         if s["depart"] <= n * step:
             missing = s["need"] - e

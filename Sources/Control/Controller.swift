@@ -60,7 +60,8 @@ public struct Controller: SitePolicy {
     self.planMargins = VehicleEnvelope.Margins(
       departureMarginSeconds: settings.departureMarginSeconds,
       chargeRateFraction: settings.plannedChargeRateFraction,
-      shavingRechargeFraction: settings.shavingRechargeFraction)
+      shavingRechargeFraction: settings.shavingRechargeFraction,
+      rideThroughSeconds: settings.rideThroughSeconds)
     self.planner = PeakPlanner(intervalHours: site.demandIntervalSeconds / 3600)
   }
 
@@ -501,7 +502,10 @@ public struct Controller: SitePolicy {
       _ c: ChargerSpec, energy: Double, need: Double, floor: Double, battery: Double, departure: Double,
       arrival: Double? = nil
     ) -> PeakPlanner.Vehicle {
-      let due = (departure - settings.departureMarginSeconds - intervalStart) / L
+      // The plan has the need in the battery by the margin before departure or, if earlier,
+      // by the time from which the ride-through rule would charge at full rate anyway.
+      let ready = min(departure - settings.departureMarginSeconds, departure - settings.rideThroughSeconds)
+      let due = (ready - intervalStart) / L
       return PeakPlanner.Vehicle(
         energyKWh: energy, needKWh: need, floorKWh: floor, capacityKWh: battery * 0.95,
         departureInterval: max(1, Int(due.rounded(.down))),
@@ -605,7 +609,7 @@ public struct Controller: SitePolicy {
     _ v: PluggedVehicle, charger: ChargerSpec, env: VehicleEnvelope, time: Double, target: Double, sharedBy: Int,
     goal: (kwh: Double, by: Double)? = nil
   ) -> Double {
-    let deadline = goal?.by ?? (v.departureTime - settings.departureMarginSeconds)
+    let deadline = goal?.by ?? env.paceDeadline
     let hours = (deadline - time) / 3600
     guard hours > 0 else { return goal == nil ? env.paceKW : 0 }
     let valleyKWh = forecastHeadroomKWh(until: deadline, from: time, target: target) / Double(max(1, sharedBy))

@@ -14,6 +14,10 @@ public struct VehicleEnvelope: Sendable, Hashable {
   /// departure less the margin), kW >= 0. Charging at this pace spreads a need over the
   /// whole stay instead of leaving it to a full-power rush before departure.
   public var paceKW: Double
+  /// When the pace means to have the departure need in the battery, on the timeline: the
+  /// departure less the margin and, with the ride-through rule, less the stop from which
+  /// the rule would ask for full power.
+  public var paceDeadline: Double
   /// The most it may lend for peak shaving: down to its floor, and below its departure
   /// need only as far as a gentle recharge (`margins.shavingRechargeFraction` of the
   /// charger's power) can put back before it leaves.
@@ -24,11 +28,20 @@ public struct VehicleEnvelope: Sendable, Hashable {
     public var departureMarginSeconds: Double
     public var chargeRateFraction: Double
     public var shavingRechargeFraction: Double
-    public static let physical = Margins(departureMarginSeconds: 0, chargeRateFraction: 1, shavingRechargeFraction: 0)
-    public init(departureMarginSeconds: Double, chargeRateFraction: Double, shavingRechargeFraction: Double) {
+    /// Charging may stop this long from any moment (an outage, and the enter-service delay
+    /// after it): the departure need must stay reachable without it, or the vehicle
+    /// charges at full rate now.
+    public var rideThroughSeconds: Double
+    public static let physical = Margins(
+      departureMarginSeconds: 0, chargeRateFraction: 1, shavingRechargeFraction: 0, rideThroughSeconds: 0)
+    public init(
+      departureMarginSeconds: Double, chargeRateFraction: Double, shavingRechargeFraction: Double,
+      rideThroughSeconds: Double = 0
+    ) {
       self.departureMarginSeconds = departureMarginSeconds
       self.chargeRateFraction = chargeRateFraction
       self.shavingRechargeFraction = shavingRechargeFraction
+      self.rideThroughSeconds = rideThroughSeconds
     }
   }
 
@@ -43,10 +56,21 @@ public struct VehicleEnvelope: Sendable, Hashable {
   ) {
     let h = periodSeconds / 3600
     let eta = c.efficiency
-    // Hours during which the vehicle can still charge after this step.
+    // What can still go in after this step, at the planning margins (a share of the
+    // charger's rate, by the departure less a margin), from a known time in an outage.
     let chargeFrom = max(t + periodSeconds, noChargeUntil ?? 0)
     let hoursAfter = max(0, (v.departureTime - margins.departureMarginSeconds - chargeFrom) / 3600)
-    let laterIntoBattery = c.maxChargeKW * eta * margins.chargeRateFraction * hoursAfter
+    var laterIntoBattery = c.maxChargeKW * eta * margins.chargeRateFraction * hoursAfter
+    // The ride-through rule: should charging stop for the ride-through from the end of this
+    // step (and for the step that recloses the switch after it, which charges nothing),
+    // what is sure to go in after that, at the full rate until the departure itself. It is
+    // measured as charge-on-arrival would do it, with no margin on top of a hypothetical
+    // outage: the margins above still hold on their own.
+    let stop = margins.rideThroughSeconds > 0 ? margins.rideThroughSeconds + periodSeconds : 0
+    if stop > 0 {
+      let hoursAfterStop = max(0, (v.departureTime - (t + periodSeconds + stop)) / 3600)
+      laterIntoBattery = min(laterIntoBattery, c.maxChargeKW * eta * hoursAfterStop)
+    }
     let deficitNow = v.departureNeedKWh - v.energyKWh
     let roomKWh = max(0, v.batteryKWh - v.energyKWh)
 
@@ -54,7 +78,11 @@ public struct VehicleEnvelope: Sendable, Hashable {
     let must = (deficitNow - laterIntoBattery) / (eta * h)
     mustChargeKW = min(maxChargeKW, max(0, must))
 
-    let hoursToDeadline = max(h, (v.departureTime - margins.departureMarginSeconds - t) / 3600)
+    // The pace aims at the time from which the ride-through rule would ask for full power.
+    paceDeadline = min(
+      v.departureTime - margins.departureMarginSeconds,
+      stop > 0 ? v.departureTime - stop - periodSeconds : .infinity)
+    let hoursToDeadline = max(h, (paceDeadline - t) / 3600)
     paceKW = min(maxChargeKW, max(0, deficitNow / (eta * hoursToDeadline)))
 
     if mustChargeKW > 0 {

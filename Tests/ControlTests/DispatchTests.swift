@@ -31,21 +31,55 @@ struct DispatchTests {
 
   @Test("a need with no headroom to meet it is spread over the stay, not rushed at full power")
   func needsArePaced() {
-    // A bus back from its morning route: 35 kWh short, five hours parked, the building above
-    // the month's peak the whole time.
+    // A bus back from its morning route: 35 kWh short, ten hours parked, the building above
+    // the month's peak the whole time. The need must be in by the time from which a 2 h
+    // outage (the default ride-through) and the enter-service wait would leave no
+    // charging: over about 7.8 h.
     var tiny = TinySite(
-      site: site, vehicles: [Fixtures.vehicle(energy: 25, departure: 5 * 3600, need: 60), nil],
+      site: site, vehicles: [Fixtures.vehicle(energy: 25, departure: 10 * 3600, need: 60), nil],
       building: { _ in 300 })
     tiny.meter.monthPeakKW = 250
     var c = Controller(site: site)
     var highest = 0.0
-    while tiny.time < 5 * 3600 {
+    while tiny.time < 10 * 3600 {
       let d = c.step(tiny.snapshot(period: 60))
       highest = max(highest, d.setpointsKW[0])
       tiny.apply(d, period: 60)
     }
     #expect(tiny.vehicles[0]!.energyKWh >= 60 - 1e-6)
-    #expect(highest < 12, "charged at up to \(highest) kW; 35 kWh over 4.5 h needs about 8")
+    #expect(highest < 12, "charged at up to \(highest) kW; 35 kWh over 7.8 h needs about 4.8")
+  }
+
+  @Test("a stay too short to ride through an outage charges at full rate from arrival")
+  func shortStaysChargeOnArrival() {
+    // A bus parked five hours, 75 kWh short: an outage of up to 4 h could begin at any
+    // moment, after which less than an hour of charging (54 kWh) would be left, so the need
+    // cannot wait. It charges at full power until the need is in, as plain
+    // charge-on-arrival would; without the rule it is paced at about 18 kW.
+    func highest(rideThroughHours: Double) -> (kW: Double, doneBy: Double) {
+      var tiny = TinySite(
+        site: site, vehicles: [Fixtures.vehicle(energy: 25, departure: 5 * 3600, need: 100), nil],
+        building: { _ in 300 })
+      tiny.meter.monthPeakKW = 250
+      var settings = ControlSettings()
+      settings.outageRideThroughHours = rideThroughHours
+      var c = Controller(site: site, settings: settings)
+      var top = 0.0
+      var doneBy = Double.infinity
+      while tiny.time < 5 * 3600 {
+        let d = c.step(tiny.snapshot(period: 60))
+        top = max(top, d.setpointsKW[0])
+        tiny.apply(d, period: 60)
+        if tiny.vehicles[0]!.energyKWh >= 100 - 1e-6 { doneBy = min(doneBy, tiny.time) }
+      }
+      return (top, doneBy)
+    }
+    let on = highest(rideThroughHours: 4)
+    #expect(on.kW == 60)
+    // 75 kWh at 60 kW * 0.94: 80 minutes.
+    #expect(on.doneBy <= 81 * 60, "need in after \(on.doneBy / 60) min")
+    let off = highest(rideThroughHours: 0)
+    #expect(off.kW < 20)
   }
 
   @Test("a building spike above the month's peak is shaved from a vehicle with energy to spare")

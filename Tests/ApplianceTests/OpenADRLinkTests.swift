@@ -105,4 +105,16 @@ struct OpenADRLinkTests {
     let sample = OpenADRLink.sample(step(vehicle: bus()), site: site, utc: utc)
     #expect(sample.gridImportKW == 200 && sample.deliveredKW == 30 && sample.availableDischargeKW == 60)
   }
+
+  /// The program pays on the vehicles' net discharge: three buses giving 180 kW while a car
+  /// that must charge takes 60 deliver 120, not 180 (a CI run caught the VEN telling 180).
+  @Test func deliveredIsNetOfVehiclesChargingMeanwhile() {
+    var s = step(vehicle: bus())
+    s.applied.chargerKW = [-60, -60, -60, 60]
+    #expect(OpenADRLink.sample(s, site: site, utc: utc).deliveredKW == 120)
+    s.applied.chargerKW = [-20, 50]
+    #expect(OpenADRLink.sample(s, site: site, utc: utc).deliveredKW == 0, "charging on balance delivers nothing")
+    s.applied.chargerKW = [-40, .nan]
+    #expect(OpenADRLink.sample(s, site: site, utc: utc).deliveredKW == 40, "a charger with no reading adds nothing")
+  }
 }

@@ -67,7 +67,9 @@ public final class OpenADRLink: StepObserver, VENHost {
 
   static func sample(_ step: StepRecord, site: SiteDescription, utc: Double) -> TelemetryWindow.Sample {
     let s = step.snapshot
-    let delivered = step.applied.chargerKW.reduce(0) { $0 + max(0, -$1) }
+    // Net: what the vehicles give back less what others charge meanwhile (a car that must
+    // charge through an event), the program's payment basis; never the discharge alone.
+    let delivered = max(0, -step.applied.chargerKW.reduce(0) { $0 + ($1.isFinite ? $1 : 0) })
     let available = s.chargers.indices.reduce(0.0) { sum, i in
       guard i < site.chargers.count, s.chargers[i].online, let v = s.chargers[i].vehicle, !v.dischargeHeld,
         v.energyKWh > v.reserveFloorKWh + 0.5, !s.dischargePaused

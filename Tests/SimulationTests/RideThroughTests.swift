@@ -114,30 +114,28 @@ struct RideThroughTests {
     return found
   }
 
-  @Test("with the rule on (4 h), no vehicle leaves shorter than charge-on-arrival")
-  func ruleOn() throws {
+  /// Every trial in `seeds`, with outages up to `hours`, leaves no vehicle short.
+  static func expectNoneStranded(settings: ControlSettings, hours: Int, seeds: ClosedRange<UInt64>) throws {
     let f = try ScenarioFixture()
     defer { f.remove() }
-    var settings = ControlSettings()
-    settings.outageRideThroughHours = 4
-    for seed in 1...UInt64(Self.trials) {
-      let t = try Self.trial(seed: seed, in: f.directory)
-      let found = Self.stranded(t, settings: settings)
+    for seed in seeds {
+      let t = try trial(seed: seed, in: f.directory, longestOutageHours: hours)
+      let found = stranded(t, settings: settings)
       #expect(found.isEmpty, "\(t.description): \(found)")
     }
   }
 
+  @Test("with the rule on (4 h), no vehicle leaves shorter than charge-on-arrival")
+  func ruleOn() throws {
+    var settings = ControlSettings()
+    settings.outageRideThroughHours = 4
+    try Self.expectNoneStranded(settings: settings, hours: 4, seeds: 1...UInt64(Self.trials))
+  }
+
   @Test("with the default (2 h), outages of up to 2 h strand no vehicle either")
   func defaultRule() throws {
-    let f = try ScenarioFixture()
-    defer { f.remove() }
-    let settings = ControlSettings()
-    #expect(settings.outageRideThroughHours == 2)
-    for seed in 101...UInt64(100 + Self.trials) {
-      let t = try Self.trial(seed: seed, in: f.directory, longestOutageHours: 2)
-      let found = Self.stranded(t, settings: settings)
-      #expect(found.isEmpty, "\(t.description): \(found)")
-    }
+    #expect(ControlSettings().outageRideThroughHours == 2)
+    try Self.expectNoneStranded(settings: ControlSettings(), hours: 2, seeds: 101...UInt64(100 + Self.trials))
   }
 
   @Test("with the rule off, the same outages do strand vehicles: the test can tell")

@@ -95,9 +95,11 @@ struct RideThroughTests {
       / 3600
   }
 
-  /// Sessions left shorter than the reference (beyond the allowance), as descriptions.
-  static func stranded(_ t: Trial, settings: ControlSettings, allowance: Bool = true) -> [String] {
-    let (managed, reference) = run(t.scenario, settings: settings)
+  /// Sessions left shorter than the reference (beyond the allowance), as descriptions. The
+  /// two simulations run off the cooperative pool (`offPool`), which they would starve.
+  static func stranded(_ t: Trial, settings: ControlSettings, allowance: Bool = true) async throws -> [String] {
+    let scenario = t.scenario
+    let (managed, reference) = try await offPool { run(scenario, settings: settings) }
     #expect(managed.violations.isEmpty, "\(t.description): \(managed.violations.prefix(3))")
     let ours = missing(managed, t.scenario)
     let theirs = missing(reference, t.scenario)
@@ -115,38 +117,39 @@ struct RideThroughTests {
   }
 
   /// Every trial in `seeds`, with outages up to `hours`, leaves no vehicle short.
-  static func expectNoneStranded(settings: ControlSettings, hours: Int, seeds: ClosedRange<UInt64>) throws {
+  static func expectNoneStranded(settings: ControlSettings, hours: Int, seeds: ClosedRange<UInt64>) async throws {
     let f = try ScenarioFixture()
     defer { f.remove() }
     for seed in seeds {
       let t = try trial(seed: seed, in: f.directory, longestOutageHours: hours)
-      let found = stranded(t, settings: settings)
+      let found = try await stranded(t, settings: settings)
       #expect(found.isEmpty, "\(t.description): \(found)")
     }
   }
 
   @Test("with the rule on (4 h), no vehicle leaves shorter than charge-on-arrival")
-  func ruleOn() throws {
+  func ruleOn() async throws {
     var settings = ControlSettings()
     settings.outageRideThroughHours = 4
-    try Self.expectNoneStranded(settings: settings, hours: 4, seeds: 1...UInt64(Self.trials))
+    try await Self.expectNoneStranded(settings: settings, hours: 4, seeds: 1...UInt64(Self.trials))
   }
 
   @Test("with the default (2 h), outages of up to 2 h strand no vehicle either")
-  func defaultRule() throws {
+  func defaultRule() async throws {
     #expect(ControlSettings().outageRideThroughHours == 2)
-    try Self.expectNoneStranded(settings: ControlSettings(), hours: 2, seeds: 101...UInt64(100 + Self.trials))
+    try await Self.expectNoneStranded(
+      settings: ControlSettings(), hours: 2, seeds: 101...UInt64(100 + Self.trials))
   }
 
   @Test("with the rule off, the same outages do strand vehicles: the test can tell")
-  func ruleOff() throws {
+  func ruleOff() async throws {
     let f = try ScenarioFixture()
     defer { f.remove() }
     var settings = ControlSettings()
     settings.outageRideThroughHours = 0
     var stranded = 0
     for seed in 1...UInt64(Self.trials) {
-      stranded += Self.stranded(try Self.trial(seed: seed, in: f.directory), settings: settings).count
+      stranded += try await Self.stranded(try Self.trial(seed: seed, in: f.directory), settings: settings).count
     }
     #expect(stranded > 0, "no trial strands a vehicle without the rule: the trials do not test it")
   }

@@ -504,8 +504,7 @@ public struct Controller: SitePolicy {
     ) -> PeakPlanner.Vehicle {
       // The plan has the need in the battery by the margin before departure or, if earlier,
       // by the time from which the ride-through rule would charge at full rate anyway.
-      let ready = min(departure - settings.departureMarginSeconds, departure - settings.rideThroughSeconds)
-      let due = (ready - intervalStart) / L
+      let due = (planMargins.needReadyBy(departure: departure, reclosingSeconds: 0) - intervalStart) / L
       return PeakPlanner.Vehicle(
         energyKWh: energy, needKWh: need, floorKWh: floor, capacityKWh: battery * 0.95,
         departureInterval: max(1, Int(due.rounded(.down))),

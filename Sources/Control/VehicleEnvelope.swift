@@ -43,6 +43,15 @@ public struct VehicleEnvelope: Sendable, Hashable {
       self.shavingRechargeFraction = shavingRechargeFraction
       self.rideThroughSeconds = rideThroughSeconds
     }
+
+    /// When a need should be in the battery: the departure less the margin or, if earlier,
+    /// the time from which the ride-through rule asks for full power. `reclosingSeconds`
+    /// is the idle step that recloses the switch after a stop, and the step under way
+    /// (the envelope's period; 0 for the plan, which works in whole intervals).
+    public func needReadyBy(departure: Double, reclosingSeconds: Double) -> Double {
+      guard rideThroughSeconds > 0 else { return departure - departureMarginSeconds }
+      return min(departure - departureMarginSeconds, departure - rideThroughSeconds - 2 * reclosingSeconds)
+    }
   }
 
   /// - Parameters:
@@ -79,9 +88,7 @@ public struct VehicleEnvelope: Sendable, Hashable {
     mustChargeKW = min(maxChargeKW, max(0, must))
 
     // The pace aims at the time from which the ride-through rule would ask for full power.
-    paceDeadline = min(
-      v.departureTime - margins.departureMarginSeconds,
-      stop > 0 ? v.departureTime - stop - periodSeconds : .infinity)
+    paceDeadline = margins.needReadyBy(departure: v.departureTime, reclosingSeconds: periodSeconds)
     let hoursToDeadline = max(h, (paceDeadline - t) / 3600)
     paceKW = min(maxChargeKW, max(0, deficitNow / (eta * hoursToDeadline)))
 

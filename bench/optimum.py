@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Perfect-foresight optimum and unmanaged reference for a v2x-scenario/1 directory.
 
-    optimum.py SCENARIO_DIR [--trace TRACE_DIR] [--json] [--months N]
+    optimum.py SCENARIO_DIR [--trace TRACE_DIR] [--json] [--months N] [--ride-through-hours H]
 
 OPTIMAL: one linear program over the whole scenario (or its first N calendar months) at
 the interval resolution, knowing every load value, session, event and outage in advance,
@@ -10,6 +10,11 @@ program relaxes the physics further (interval means instead of minute steps, any
 of an interval's energy), so every trace that obeys the rules bench/check_trace.py
 checks costs at least this optimum: it is a LOWER BOUND on the cost of any controller,
 not a cost some controller can be expected to reach.
+
+With --ride-through-hours H the optimum also keeps issue 16's promise (no vehicle leaves
+shorter than charge-on-arrival would, for an outage of up to H hours beginning at any
+interval end of its stay; see ride_through_floor): the lower bound for a controller that
+keeps it, and so what the rule itself costs when the future is known.
 
 Variables, kWh at the building side, per session s and interval t it is plugged in:
 charge c[s,t] <= max_charge_kw*h, discharge d[s,t] <= max_discharge_kw*h, battery energy
@@ -211,7 +216,36 @@ class Site:
 # ---------------------------------------------------------------------------------------
 # The linear program
 
-def solve_optimum(site, integer=True, time_limit=900.0):
+def ride_through_floor(site, P, offs, region, hours):
+    """The least battery energy, per session and interval end, of any controller that keeps
+    issue 16's promise for outages up to `hours`: an outage beginning at the end of the
+    interval must not leave the vehicle shorter than charge-on-arrival would. The outage
+    (plus the 5-minute enter-service wait) stops charging in both; afterwards the best
+    either can do is full rate. So the energy must be at least the lower of what
+    charge-on-arrival holds by then and what full rate after the outage cannot make up:
+    `min(U(t), need - R*eff*(depart - t - outage)+)`. A necessary condition at interval
+    ends only, so the program stays a relaxation (a lower bound) of such a controller.
+    Not applied from a session's first real outage on (the scenario's own outages break
+    the comparison there)."""
+    K = int(offs[-1])
+    floor = np.zeros(K)
+    stop = hours * 60.0 + check_trace.ENTER_SERVICE_DELAY_MIN
+    for i, s in enumerate(P):
+        ch = s["charger_spec"]
+        rate = float(ch["max_charge_kw"]) * float(ch["efficiency"]) / 60.0   # kWh per minute
+        target = min(s["need"], float(s["vehicle_spec"]["battery_kwh"]))
+        for j in range(offs[i + 1] - offs[i]):
+            k = offs[i] + j
+            if region[k]:
+                break
+            end = (s["t0"] + j + 1) * site.step
+            on_arrival = min(target, s["arrive_kwh"] + rate * (end - s["arrive"]))
+            after = rate * max(0.0, s["depart"] - end - stop)
+            floor[k] = max(0.0, min(on_arrival, target - after))
+    return floor
+
+
+def solve_optimum(site, integer=True, time_limit=900.0, ride_through_hours=0.0):
     n, h, T = site.n, site.h, site.tariff
     P = site.plugged
     lengths = np.array([s["t1"] - s["t0"] for s in P], dtype=np.int64)
@@ -264,6 +298,8 @@ def solve_optimum(site, integer=True, time_limit=900.0):
     ub[C0:C0 + K] = np.where(out_k, 0.0, cmax)
     ub[D0:D0 + K] = np.where(out_k & ~site.island_ok[t_of], 0.0, dmax)
     lb[E0:E0 + K] = np.where(out_k | region, 0.0, floor)
+    if ride_through_hours > 0:
+        lb[E0:E0 + K] = np.maximum(lb[E0:E0 + K], ride_through_floor(site, P, offs, region, ride_through_hours))
     ub[E0:E0 + K] = cap
     ub[IMP0:IMP0 + n] = np.where(site.outage, 0.0, site.import_limit)
     ub[EXP0:EXP0 + n] = np.where(site.outage, 0.0,
@@ -528,6 +564,10 @@ def main(argv):
                 opts["json"] = True
             elif a == "--trace":
                 opts["trace"] = next(it)
+            elif a == "--ride-through-hours":
+                opts["ride"] = float(next(it))
+                if not 0 <= opts["ride"] <= 48:
+                    raise ValueError
             elif a == "--months":
                 opts["months"] = int(next(it))
                 if opts["months"] <= 0:
@@ -539,7 +579,8 @@ def main(argv):
     except (StopIteration, ValueError):
         args = []
     if len(args) != 1:
-        print("usage: optimum.py SCENARIO_DIR [--trace TRACE_DIR] [--json] [--months N]", file=sys.stderr)
+        print("usage: optimum.py SCENARIO_DIR [--trace TRACE_DIR] [--json] [--months N] [--ride-through-hours H]",
+              file=sys.stderr)
         return 2
     try:
         site = Site(args[0], opts.get("months"))
@@ -548,7 +589,7 @@ def main(argv):
             violations, tcost = check_horizon(site, opts["trace"])
             tr = dict(cost=tcost, violations=violations)
         unm = unmanaged(site)
-        opt = solve_optimum(site)
+        opt = solve_optimum(site, ride_through_hours=opts.get("ride", 0.0))
     except InputError as e:
         print(f"optimum.py: {e}", file=sys.stderr)
         return 2
@@ -560,6 +601,7 @@ def main(argv):
     span = u["total"] - o["total"]
     result = dict(
         scenario=site.name,
+        ride_through_hours=opts.get("ride", 0.0),
         horizon=dict(intervals=site.n, end_minute=site.end_minute, months=site.month_labels),
         optimal=dict(o, lp_objective=opt["cost"]["lp_objective"], lower_bound=opt["cost"]["lower_bound"],
                      proven_optimal=opt["status"] == 0,
@@ -590,7 +632,8 @@ def main(argv):
 
     months = site.month_labels
     print(f"{site.name}: {site.n} intervals, {months[0]}..{months[-1]}"
-          + ("" if site.full else " (first months only)"))
+          + ("" if site.full else " (first months only)")
+          + (f"; optimum under the {opts['ride']:g} h ride-through rule" if opts.get("ride") else ""))
     kind = f"MILP ({opt['integers']:,} binaries for the reserve after outages)" if opt["integers"] else "LP"
     print(f"  {kind}: {opt['variables']:,} variables, {opt['constraints']:,} constraints, "
           f"{opt['nonzeros']:,} nonzeros; HiGHS {opt['seconds']:.1f} s")

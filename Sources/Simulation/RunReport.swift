@@ -1,3 +1,4 @@
+import Control
 import Foundation
 import SiteModel
 
@@ -7,6 +8,10 @@ public struct RunReport: Encodable, Sendable {
   public var format = "microgrid-edge-report/1"
   public var scenario: String
   public var controller: String
+  /// The control settings the run used (every key of a site file's `control:` section), so
+  /// a trace can be told apart from one made with other settings, and the bench can score
+  /// it against the optimum under the same ride-through rule.
+  public var control: ControlSettings
   public var stepSeconds: Double
   public var simulatedDays: Double
   public var wallClockSeconds: Double
@@ -37,7 +42,7 @@ public struct RunReport: Encodable, Sendable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case format, scenario, controller, cost, savings, violations
+    case format, scenario, controller, control, cost, savings, violations
     case stepSeconds = "step_seconds"
     case simulatedDays = "simulated_days"
     case wallClockSeconds = "wall_clock_seconds"

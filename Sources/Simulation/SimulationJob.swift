@@ -37,7 +37,7 @@ public struct SimulationJob {
     let cost = CostBreakdown(trace: managed.trace, scenario: scenario)
     let unmanagedCost = CostBreakdown(trace: unmanaged.trace, scenario: scenario)
     let report = RunReport(
-      scenario: scenario.name, controller: "microgrid-edge \(MicrogridEdgeVersion.current)",
+      scenario: scenario.name, controller: "microgrid-edge \(MicrogridEdgeVersion.current)", control: settings,
       stepSeconds: stepSeconds,
       simulatedDays: Double(managed.trace.intervals.count) * scenario.intervalSeconds / 86_400,
       wallClockSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,

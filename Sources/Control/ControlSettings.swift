@@ -57,8 +57,9 @@ public struct ControlSettings: Sendable, Hashable, Codable {
   ///
   /// 2 h by default, not 4: measured on the shared scenarios, 4 h costs a school whose buses
   /// park five hours at midday about $22,000 a year in demand charges (their need must
-  /// then go in at full rate on arrival, on the building's morning peak); 2 h costs $3,200
-  /// (docs/architecture.md, "Outage ride-through").
+  /// then go in at full rate on arrival, on the building's morning peak); 2 h costs $3,200.
+  /// Even the perfect-foresight optimum pays $20,700 for 4 h there: the price is the
+  /// rule's, not the planner's (docs/architecture.md, "Outage ride-through").
   public var outageRideThroughHours: Double = 2
   /// In the last this-many hours of a stay, energy above the departure need goes back to
   /// the building rather than leaving with the vehicle.

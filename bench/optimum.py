@@ -234,12 +234,11 @@ def ride_through_floor(site, P, offs, region, hours):
         ch = s["charger_spec"]
         rate = float(ch["max_charge_kw"]) * float(ch["efficiency"]) / 60.0   # kWh per minute
         target = min(s["need"], float(s["vehicle_spec"]["battery_kwh"]))
-        for j in range(offs[i + 1] - offs[i]):
+        for j, (_, _, on_arrival) in enumerate(charge_on_arrival(site, s)):
             k = offs[i] + j
             if region[k]:
                 break
             end = (s["t0"] + j + 1) * site.step
-            on_arrival = min(target, s["arrive_kwh"] + rate * (end - s["arrive"]))
             after = rate * max(0.0, s["depart"] - end - stop)
             floor[k] = max(0.0, min(on_arrival, target - after))
     return floor
@@ -449,21 +448,30 @@ def solve_optimum(site, integer=True, time_limit=900.0, ride_through_hours=0.0):
 # ---------------------------------------------------------------------------------------
 # The unmanaged reference
 
+def charge_on_arrival(site, s):
+    """Charge-on-arrival through one session: (interval, kWh drawn, battery kWh at its end)
+    per plugged interval. Full power from arrival until the need (never above the battery)
+    is in; nothing in an outage."""
+    ch = s["charger_spec"]
+    eta = float(ch["efficiency"])
+    full = float(ch["max_charge_kw"]) * site.h
+    target = min(s["need"], float(s["vehicle_spec"]["battery_kwh"]))
+    e = s["arrive_kwh"]
+    for t in range(s["t0"], s["t1"]):
+        x = 0.0
+        if not site.outage[t] and e < target:
+            x = min(full, (target - e) / eta)
+            e += x * eta
+        yield t, x, e
+
+
 def unmanaged(site):
     n, h = site.n, site.h
     ev = np.zeros(n)
     shortfall = 0.0
     for s in site.plugged:
-        ch = s["charger_spec"]
-        eta = float(ch["efficiency"])
-        full = float(ch["max_charge_kw"]) * h
-        target = min(s["need"], float(s["vehicle_spec"]["battery_kwh"]))
         e = s["arrive_kwh"]
-        for t in range(s["t0"], s["t1"]):
-            if site.outage[t] or e >= target:
-                continue
-            x = min(full, (target - e) / eta)
-            e += x * eta
+        for t, x, e in charge_on_arrival(site, s):
             ev[t] += x / h
         if s["departs"]:
             shortfall += max(0.0, s["need"] - e)

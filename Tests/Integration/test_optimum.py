@@ -52,8 +52,9 @@ def test_ride_through_floor_is_the_lower_of_charge_on_arrival_and_what_full_rate
     minutes (the outage and the 5-minute enter-service wait)."""
     opt = load_optimum_module()
 
-    class FakeSite:
-        step = 15
+    class FakeSite:   # what charge-on-arrival and the floor read of a Site
+        step, h = 15, 0.25
+        outage = opt.np.zeros(32, bool)
 
     session = dict(t0=0, t1=32, arrive=0, depart=480, arrive_kwh=10.0, need=40.0,
                    charger_spec=dict(max_charge_kw=10.0, efficiency=1.0), vehicle_spec=dict(battery_kwh=60.0))
